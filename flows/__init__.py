@@ -1,0 +1,1 @@
+"""Flows: Prefect orchestration of collectors -> cleaners -> writers, and the `midshard` CLI."""

@@ -1,0 +1,1 @@
+"""Writers: deterministic split, WebDataset shards and everything written beside them."""
