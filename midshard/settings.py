@@ -39,6 +39,7 @@ OUTPUT_FIELDS = (
     "split_salt",
     "shard_max_count",
     "shard_max_bytes",
+    "report_thumbnails",
 )
 
 
@@ -75,6 +76,9 @@ class Settings(BaseSettings):
     connect_timeout: float = Field(10.0, gt=0)
     read_timeout: float = Field(60.0, gt=0)
     max_file_size: int = Field(64 * 1024 * 1024, gt=0, description="Bytes; larger attachments are refused.")
+    download_backoff: float = Field(
+        0.5, ge=0, description="Seconds before the first download retry; doubles per retry, with jitter."
+    )
 
     # -- cleaning --------------------------------------------------------------------------------
     bot_ids: list[int] = Field(
@@ -100,6 +104,9 @@ class Settings(BaseSettings):
     split_salt: str = Field("midshard-v1", min_length=1, description="Salt of the prompt hash split.")
     shard_max_count: int = Field(1000, ge=1)
     shard_max_bytes: int = Field(1_000_000_000, ge=1)
+    report_thumbnails: int = Field(
+        48, ge=0, le=1000, description="Kept-sample thumbnails in report.html (dropped: half, never NSFW)."
+    )
 
     # -- orchestration ---------------------------------------------------------------------------
     task_runner: Literal["threads", "dask"] = "threads"

@@ -1,0 +1,301 @@
+"""A collect run: Discord channels -> the raw store (messages, then their media), resumable anywhere.
+
+Per channel: finish the media of batches an earlier run left unfinished, then page the history
+from the channel's cursor; each page is committed as one batch, the cursor moves, and the batch's
+media is downloaded before the next page (links are freshest right after listing). Channels run
+concurrently on one discord.py client, whose limiter keeps us within Discord's per-channel and
+global limits; downloads share one bounded pool.
+
+Entry points. The CLI calls `collect`. Prefect flows make batch tasks from the pieces, each a plain
+synchronous call that logs in on its own:
+    `list_channels(settings)`                          channels plus (optionally) their threads
+    `collect_history(settings, channel_id, max_pages)` the channel's next pages -> new batch paths
+    `collect_media(settings, channel_id, batch_paths)` one or more batches' media -> results
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+from pydantic import SecretStr
+from rich.console import Console
+from rich.live import Live
+
+from midshard.collectors.history import PAGE_SIZE, DiscordError, DiscordSession, LinkRefresher, snowflake_at
+from midshard.collectors.killpoints import kill_point
+from midshard.collectors.media import MediaDownloader, Refresh, plan_downloads
+from midshard.collectors.raw_store import ERRORS, AttachmentResult, RawStore
+from midshard.collectors.token import TokenError, resolve_token
+from midshard.settings import Settings
+from midshard.store import Store
+
+OnBatch = Callable[[str, list[dict]], Awaitable[None]]
+
+
+@dataclass
+class CollectStats:
+    """Counters of a run, shown live and summarised at the end."""
+
+    started: float = field(default_factory=time.monotonic)
+    messages: int = 0
+    batches: int = 0
+    already_stored: int = 0  # messages an import skipped because the store already had them
+    media_files: int = 0
+    media_bytes: int = 0
+    not_selected: int = 0
+    failures: Counter[str] = field(default_factory=Counter)  # attachment failure reason -> count
+    channel_errors: dict[int, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def on_batch(self, messages: int) -> None:
+        self.batches += 1
+        self.messages += messages
+
+    def on_result(self, result: AttachmentResult, size: int) -> None:
+        if result.sha256:
+            self.media_files += 1
+            self.media_bytes += size
+        elif result.error == "not_selected":
+            self.not_selected += 1
+        else:
+            self.failures[result.error] += 1
+
+    def line(self) -> str:
+        elapsed = max(time.monotonic() - self.started, 1e-6)
+        megabytes = self.media_bytes / 1e6
+        return (
+            f"{self.messages} messages ({self.messages / elapsed:.0f}/s) · {self.media_files} files "
+            f"{megabytes:.1f} MB ({megabytes / elapsed:.1f} MB/s) · {sum(self.failures.values())} failed"
+        )
+
+    def summary(self) -> list[str]:
+        lines = [f"done in {time.monotonic() - self.started:.1f} s: {self.line()}"]
+        if self.already_stored:
+            lines.append(f"{self.already_stored} messages were already in the raw store (skipped)")
+        if self.not_selected:
+            lines.append(f"{self.not_selected} attachments not downloaded (--download filtered)")
+        for reason, count in sorted(self.failures.items()):
+            why = ERRORS.get(reason, "the CDN's final answer after all retries")
+            lines.append(f"failed attachments, {reason}: {count} ({why})")
+        lines += [f"channel {cid} failed: {error}" for cid, error in sorted(self.channel_errors.items())]
+        lines += [f"warning: {warning}" for warning in self.warnings]
+        return lines
+
+
+# -- the pieces ------------------------------------------------------------------------------------
+async def fetch_history(
+    session: DiscordSession,
+    raw: RawStore,
+    channel_id: int,
+    *,
+    settings: Settings,
+    max_pages: int | None = None,
+    on_batch: OnBatch | None = None,
+) -> list[str]:
+    """Page a channel from its cursor (or `settings.since` on a first run); one batch per page.
+
+    The batch's atomic rename commits it; the cursor is moved afterwards (a cache only).
+    """
+    cursor = raw.sync_cursor(channel_id)
+    if cursor == 0 and settings.since is not None:
+        cursor = max(0, snowflake_at(settings.since) - 1)
+    paths: list[str] = []
+    while max_pages is None or len(paths) < max_pages:
+        page = await session.page_after(channel_id, cursor)
+        kill_point("page_fetched")
+        if not page:
+            break
+        path = raw.write_message_batch(channel_id, page)
+        kill_point("batch_committed")
+        cursor = max(int(m["id"]) for m in page)
+        raw.set_cursor(channel_id, cursor)
+        paths.append(path)
+        if on_batch is not None:
+            await on_batch(path, page)
+        if len(page) < PAGE_SIZE:
+            break
+    return paths
+
+
+async def download_batch(
+    downloader: MediaDownloader,
+    channel_id: int,
+    batch_path: str,
+    messages: list[dict] | None = None,
+    export_dir: Path | None = None,
+) -> list[AttachmentResult]:
+    """Download (or, for DCE --media exports, read) one batch's selected attachments; commit its index."""
+    if messages is None:
+        messages = downloader.raw.read_batch(batch_path)
+    wanted, skipped = plan_downloads(messages, channel_id, downloader.settings)
+    return await downloader.download_batch(channel_id, batch_path, wanted, skipped, export_dir)
+
+
+async def discover_channels(session: DiscordSession, settings: Settings, stats: CollectStats) -> list[int]:
+    """The configured channels, each followed by its threads when `include_threads` is set."""
+    channels: list[int] = []
+    for channel_id in dict.fromkeys(settings.channels):
+        channels.append(channel_id)
+        if settings.include_threads:
+            try:
+                channels += await session.thread_ids(channel_id)
+            except DiscordError as exc:
+                stats.channel_errors[channel_id] = f"listing threads: {exc}"
+    return list(dict.fromkeys(channels))
+
+
+async def _collect_channel(
+    session: DiscordSession,
+    downloader: MediaDownloader,
+    settings: Settings,
+    channel_id: int,
+    stats: CollectStats,
+) -> None:
+    raw = downloader.raw
+    raw.sweep_temp(channel_id)
+    raw.drop_stale_journals(channel_id)
+    for batch_path in raw.pending_media_batches(channel_id):  # left unfinished by an earlier run
+        await download_batch(downloader, channel_id, batch_path)
+
+    async def media(batch_path: str, page: list[dict]) -> None:
+        stats.on_batch(len(page))
+        await download_batch(downloader, channel_id, batch_path, page)
+
+    try:
+        await fetch_history(session, raw, channel_id, settings=settings, on_batch=media)
+    except DiscordError as exc:
+        stats.channel_errors[channel_id] = str(exc)
+
+
+async def _run(settings: Settings, token: SecretStr, stats: CollectStats) -> None:
+    raw = RawStore(Store(settings.root))
+    async with DiscordSession(settings, token) as session:
+        try:
+            refresh = LinkRefresher(session)
+            async with MediaDownloader(settings, raw, refresh, stats.on_result) as downloader:
+                channels = await discover_channels(session, settings, stats)
+                await asyncio.gather(
+                    *(_collect_channel(session, downloader, settings, c, stats) for c in channels)
+                )
+        finally:
+            stats.warnings += session.warnings
+
+
+def _require_token(settings: Settings) -> SecretStr:
+    token = resolve_token(settings)
+    if token is None:
+        raise TokenError(
+            "no bot token: set DISCORD_BOT_TOKEN (or Settings.token_block, a Prefect Secret block name)"
+        )
+    return token
+
+
+# -- entry points ----------------------------------------------------------------------------------
+def collect(settings: Settings, stats: CollectStats | None = None) -> CollectStats:
+    """Collect every configured channel (and threads) into the raw store; raises `LoginError`."""
+    stats = stats or CollectStats()
+    asyncio.run(_run(settings, _require_token(settings), stats))
+    return stats
+
+
+def list_channels(settings: Settings) -> list[int]:
+    """Channel ids a run would scrape: the configured ones plus their threads if requested."""
+
+    async def run() -> list[int]:
+        async with DiscordSession(settings, _require_token(settings)) as session:
+            stats = CollectStats()
+            channels = await discover_channels(session, settings, stats)
+            if stats.channel_errors:
+                raise DiscordError("; ".join(stats.channel_errors.values()))
+            return channels
+
+    return asyncio.run(run())
+
+
+def collect_history(settings: Settings, channel_id: int, max_pages: int | None = None) -> list[str]:
+    """Commit a channel's next pages (at most `max_pages`) as batches; their paths, oldest first."""
+
+    async def run() -> list[str]:
+        raw = RawStore(Store(settings.root))
+        raw.sweep_temp(channel_id)
+        async with DiscordSession(settings, _require_token(settings)) as session:
+            return await fetch_history(session, raw, channel_id, settings=settings, max_pages=max_pages)
+
+    return asyncio.run(run())
+
+
+def collect_media(
+    settings: Settings, channel_id: int, batch_paths: list[str] | None = None
+) -> list[AttachmentResult]:
+    """Download the media of the given batches (default: every unfinished one of the channel).
+
+    Batches already done are skipped. Without a token, expired links are recorded as "expired".
+    """
+
+    async def run() -> list[AttachmentResult]:
+        raw = RawStore(Store(settings.root))
+        raw.drop_stale_journals(channel_id)
+        pending = set(raw.pending_media_batches(channel_id))
+        todo = [p for p in (batch_paths or sorted(pending)) if p in pending]
+        token = resolve_token(settings)
+        if token is None:
+            return await _download(settings, raw, channel_id, todo, None)
+        async with DiscordSession(settings, token) as session:
+            return await _download(settings, raw, channel_id, todo, LinkRefresher(session))
+
+    return asyncio.run(run())
+
+
+async def _download(
+    settings: Settings, raw: RawStore, channel_id: int, batch_paths: list[str], refresh: Refresh | None
+) -> list[AttachmentResult]:
+    results: list[AttachmentResult] = []
+    async with MediaDownloader(settings, raw, refresh) as downloader:
+        for batch_path in batch_paths:
+            results += await download_batch(downloader, channel_id, batch_path)
+    return results
+
+
+# -- display ---------------------------------------------------------------------------------------
+class ProgressDisplay:
+    """A live status line on a terminal (rich); a plain line every `interval` seconds otherwise."""
+
+    def __init__(self, stats: CollectStats, console: Console | None = None, interval: float = 10.0) -> None:
+        self.stats = stats
+        self.console = console or Console()
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._live: Live | None = None
+
+    def __rich__(self) -> str:
+        return self.stats.line()
+
+    def __enter__(self) -> ProgressDisplay:
+        if self.console.is_terminal:
+            self._live = Live(self, console=self.console, refresh_per_second=4)
+            self._live.start()
+        else:
+            self._thread = threading.Thread(target=self._plain_lines, daemon=True)
+            self._thread.start()
+        return self
+
+    def _plain_lines(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.console.print(self.stats.line(), highlight=False)
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        if self._live is not None:
+            self._live.stop()

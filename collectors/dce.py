@@ -1,0 +1,157 @@
+"""DiscordChatExporter (DCE) JSON exports -> the raw store, as if the messages had been scraped.
+
+The export's message objects are kept exactly as they are (camelCase, type names as strings; the
+cleaners read both shapes), in batches of at most 100 per channel, and its header (guild, channel,
+dateRange, exportedAt, messageCount: every top-level field but `messages`) is kept under
+`raw/exports/<sha256 of the file>.json`. Both the 2023 shape and the current one are accepted, with
+or without a UTF-8 BOM. Every file is validated before anything is written, so a broken export
+gives an error naming it and imports nothing.
+
+Messages go through the channel cursor like scraped ones: importing a file twice, or an export that
+overlaps what is stored, adds only the newer messages. With `media`, attachments are imported too:
+`--media` exports' local files (paths relative to the export, Windows separators) are read from
+disk, URL attachments are downloaded like API ones (an expired link needs a bot token to refresh).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from midshard.collectors.collect import CollectStats, download_batch
+from midshard.collectors.history import PAGE_SIZE, DiscordSession, LinkRefresher
+from midshard.collectors.media import MediaDownloader, Refresh, attachment_refs, is_http
+from midshard.collectors.raw_store import RawStore, parse_batch_name
+from midshard.collectors.token import resolve_token
+from midshard.settings import Settings
+from midshard.store import Store
+
+
+class ExportError(ValueError):
+    """A file that is not a usable DCE JSON export; the message names the file."""
+
+
+@dataclass(frozen=True, slots=True)
+class DceExport:
+    path: Path
+    sha256: str  # of the file's bytes
+    channel_id: int
+    header: dict  # every top-level field except `messages`, in file order
+    messages: list[dict]  # as in the file, unique ids, ascending
+
+
+def _snowflake(value: object) -> bool:
+    return isinstance(value, str) and value.isdigit()
+
+
+def read_export(path: Path) -> DceExport:
+    """Parse and validate one export; `ExportError` says what is wrong with which file."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ExportError(f"{path}: cannot read the file ({exc.strerror})") from None
+    try:
+        document = json.loads(data.decode("utf-8-sig"))
+    except UnicodeDecodeError:
+        raise ExportError(f"{path}: not UTF-8 text, so not a DCE JSON export") from None
+    except json.JSONDecodeError as exc:
+        raise ExportError(
+            f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}); "
+            "a truncated or non-JSON export?"
+        ) from None
+
+    def broken(why: str) -> ExportError:
+        return ExportError(f"{path}: not a DiscordChatExporter JSON export: {why}")
+
+    if not isinstance(document, dict):
+        raise broken("the top level is not an object")
+    missing = [key for key in ("channel", "messages") if key not in document]
+    if missing:
+        raise broken(f"missing {', '.join(missing)}")
+    channel, messages = document["channel"], document["messages"]
+    if not isinstance(channel, dict) or not _snowflake(channel.get("id")):
+        raise broken("channel.id is missing or not a snowflake string")
+    if not isinstance(messages, list):
+        raise broken("messages is not a list")
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict) or not _snowflake(message.get("id")):
+            raise broken(f"message #{index} has no snowflake id")
+        attachments = message.get("attachments", [])
+        if not isinstance(attachments, list) or not all(
+            isinstance(a, dict) and _snowflake(a.get("id")) for a in attachments
+        ):
+            raise broken(f"message {message['id']} has malformed attachments")
+    count = document.get("messageCount")
+    if count is not None and count != len(messages):
+        raise broken(f"messageCount is {count} but the file holds {len(messages)} messages (truncated?)")
+    unique = {message["id"]: message for message in reversed(messages)}  # the first copy of an id wins
+    return DceExport(
+        path=path,
+        sha256=hashlib.sha256(data).hexdigest(),
+        channel_id=int(channel["id"]),
+        header={key: value for key, value in document.items() if key != "messages"},
+        messages=sorted(unique.values(), key=lambda m: int(m["id"])),
+    )
+
+
+def import_exports(
+    settings: Settings, paths: Iterable[Path], media: bool = False, stats: CollectStats | None = None
+) -> CollectStats:
+    """Import DCE exports into `settings.root`; all files are validated first (`ExportError`)."""
+    exports = [read_export(Path(p)) for p in paths]
+    exports.sort(key=lambda e: (e.channel_id, int(e.messages[0]["id"]) if e.messages else 0))
+    stats = stats or CollectStats()
+    raw = RawStore(Store(settings.root))
+    for export in exports:
+        _import_messages(raw, export, stats)
+    if media:
+        asyncio.run(_import_media(settings, raw, exports, stats))
+    return stats
+
+
+def _import_messages(raw: RawStore, export: DceExport, stats: CollectStats) -> None:
+    channel_id = export.channel_id
+    raw.sweep_temp(channel_id)
+    raw.write_export_header(export.sha256, export.header)
+    cursor = raw.cursor(channel_id)
+    new = [m for m in export.messages if int(m["id"]) > cursor]
+    stats.already_stored += len(export.messages) - len(new)
+    for start in range(0, len(new), PAGE_SIZE):
+        chunk = new[start : start + PAGE_SIZE]
+        raw.write_message_batch(channel_id, chunk)
+        raw.set_cursor(channel_id, int(chunk[-1]["id"]))
+        stats.on_batch(len(chunk))
+
+
+def _media_batches(raw: RawStore, export: DceExport) -> list[str]:
+    """Unfinished batches of the export's channel that hold this export's messages."""
+    ids = {int(m["id"]) for m in export.messages}
+    return [p for p in raw.pending_media_batches(export.channel_id) if parse_batch_name(p)[0] in ids]
+
+
+async def _import_media(
+    settings: Settings, raw: RawStore, exports: list[DceExport], stats: CollectStats
+) -> None:
+    for export in exports:
+        raw.drop_stale_journals(export.channel_id)
+    work = [(export, path) for export in exports for path in _media_batches(raw, export)]
+    needs_network = any(
+        is_http(ref.url)
+        for export, path in work
+        for message in raw.read_batch(path)
+        for ref in attachment_refs(message, export.channel_id)
+    )
+    token = resolve_token(settings) if needs_network else None
+    async with contextlib.AsyncExitStack() as stack:
+        refresh: Refresh | None = None
+        if token is not None:
+            session = await stack.enter_async_context(DiscordSession(settings, token))
+            refresh = LinkRefresher(session)
+        downloader = await stack.enter_async_context(MediaDownloader(settings, raw, refresh, stats.on_result))
+        for export, path in work:
+            await download_batch(downloader, export.channel_id, path, export_dir=export.path.parent)

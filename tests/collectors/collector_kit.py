@@ -1,0 +1,79 @@
+"""Helpers of the collector tests that talk to the Discord emulator."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+
+from midshard.collectors.emulator import EmulatorConfig, running_emulator
+from midshard.collectors.emulator.server import Emulator
+from midshard.settings import Settings
+
+TOKEN = "emu-Tok3n.Never-Printed_8f2c91"
+
+
+class FrozenClock:
+    """Stands in for the emulator's `time` module: every listing then signs links identically, so
+    two collections of the same channels can be compared byte for byte."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def time(self) -> float:
+        return self.now
+
+
+@contextmanager
+def running(cfg: EmulatorConfig, frozen: bool = False) -> Iterator[Emulator]:
+    """The emulator on 127.0.0.1 (with its clock stopped at start if `frozen`)."""
+    from midshard.collectors.emulator import server
+
+    with pytest.MonkeyPatch.context() as patch:
+        if frozen:
+            patch.setattr(server, "time", FrozenClock(float(int(time.time()))))
+        with running_emulator(cfg) as emulator:
+            yield emulator
+
+
+def emulator_config(cache: Path, **overrides: object) -> EmulatorConfig:
+    """Small channels, short rate-limit windows; faults off unless asked for."""
+    values: dict = {"seed": 1, "channels": 2, "messages": 150, "token": TOKEN, "history_window": 0.5}
+    return EmulatorConfig(**(values | {"cache_dir": cache} | overrides))
+
+
+def collect_settings(emulator: Emulator, root: Path, **overrides: object) -> Settings:
+    """Settings for a run against the emulator. Attachments above 300 kB are refused before any
+    request (`too_large`), which keeps the downloads to small files."""
+    values: dict = {
+        "root": str(root),
+        "api_base": emulator.api_base,
+        "channels": emulator.channel_ids,
+        "token": SecretStr(TOKEN),
+        "download": "all",
+        "max_file_size": 300_000,
+        "download_backoff": 0.01,
+    }
+    return Settings.load(**(values | overrides))
+
+
+def served_message(emulator: Emulator, channel_id: int, index: int, now: float | None = None) -> dict:
+    """The JSON the emulator serves for a message, its links signed at `now` (default: its clock)."""
+    server = emulator.server
+    stream = server.world.stream(channel_id)
+    assert stream is not None and server.renderer is not None
+    return server.renderer.message(server.traffic.message(stream, index), now or server_time())
+
+
+def server_time() -> float:
+    from midshard.collectors.emulator import server
+
+    return server.time.time()
+
+
+def files_under(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
