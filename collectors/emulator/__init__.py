@@ -1,0 +1,36 @@
+"""midshard's built-in Discord emulator: Discord's REST API and attachment CDN on 127.0.0.1, serving
+realistic, deterministic Midjourney channels together with the decisions midshard must make about
+them (docs/emulator.md).
+
+    from midshard.collectors.emulator import EmulatorConfig, running_emulator, generate_truth
+
+The server and generator modules (numpy, Pillow, aiohttp) load on first use, so importing the
+config stays cheap for the CLI.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from midshard.collectors.emulator.config import EmulatorConfig
+
+if TYPE_CHECKING:
+    from midshard.collectors.emulator.server import Emulator, running_emulator, serve
+    from midshard.collectors.emulator.truth import generate_truth
+
+__all__ = ["Emulator", "EmulatorConfig", "generate_truth", "running_emulator", "serve"]
+
+_LAZY = {
+    "Emulator": "server",
+    "running_emulator": "server",
+    "serve": "server",
+    "generate_truth": "truth",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from importlib import import_module
+
+        return getattr(import_module(f"midshard.collectors.emulator.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
