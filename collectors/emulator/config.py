@@ -48,6 +48,11 @@ class EmulatorConfig(BaseModel):
 
     # -- CDN -----------------------------------------------------------------------------------
     link_ttl: float = Field(86_400.0, gt=0, description="Seconds a signed attachment URL stays valid.")
+    signing_epoch: float | None = Field(
+        None,
+        description="Sign every link as issued at this Unix time instead of now, so two crawls of the "
+        "same channels store byte-identical JSON (expiry is still checked against the real clock).",
+    )
 
     # -- faults (each a pure function of seed, kind, path and attempt number) ------------------
     fault_5xx: float = Field(0.0, ge=0.0, le=1.0, description="Share of requests answered 500/502/504.")

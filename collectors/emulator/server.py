@@ -119,6 +119,13 @@ class EmulatorServer:
         self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="emulator-files")
         self._building: dict[str, asyncio.Future[bytes]] = {}
 
+    def signing_time(self) -> float:
+        """Issue time of the links in listed messages (fixed when `signing_epoch` is set).
+
+        refresh-urls always signs with the real clock: its job is a link valid now.
+        """
+        return self.cfg.signing_epoch if self.cfg.signing_epoch is not None else time.time()
+
     # -- wiring -----------------------------------------------------------------------------------
 
     def app(self, base_url: str) -> web.Application:
@@ -321,7 +328,7 @@ class EmulatorServer:
         else:
             indices = list(range(max(0, count - limit), count))
         self.counters["messages_served"] += len(indices)
-        return 200, self.renderer.page(stream, reversed(indices), time.time())
+        return 200, self.renderer.page(stream, reversed(indices), self.signing_time())
 
     async def _message(self, request: web.Request) -> tuple[int, Any]:
         assert self.renderer is not None
@@ -333,7 +340,7 @@ class EmulatorServer:
         if index is None:
             return UNKNOWN_MESSAGE
         self.counters["messages_served"] += 1
-        return 200, self.renderer.page(stream, [index], time.time())[1:-1]
+        return 200, self.renderer.page(stream, [index], self.signing_time())[1:-1]
 
     def _thread_json(self, stream: Stream) -> dict[str, Any]:
         assert self.renderer is not None

@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
 from pydantic import SecretStr
 
 from midshard.collectors.emulator import EmulatorConfig, running_emulator
@@ -17,27 +16,14 @@ from midshard.settings import Settings
 TOKEN = "emu-Tok3n.Never-Printed_8f2c91"
 
 
-class FrozenClock:
-    """Stands in for the emulator's `time` module: every listing then signs links identically, so
-    two collections of the same channels can be compared byte for byte."""
-
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def time(self) -> float:
-        return self.now
-
-
 @contextmanager
 def running(cfg: EmulatorConfig, frozen: bool = False) -> Iterator[Emulator]:
-    """The emulator on 127.0.0.1 (with its clock stopped at start if `frozen`)."""
-    from midshard.collectors.emulator import server
-
-    with pytest.MonkeyPatch.context() as patch:
-        if frozen:
-            patch.setattr(server, "time", FrozenClock(float(int(time.time()))))
-        with running_emulator(cfg) as emulator:
-            yield emulator
+    """The emulator on 127.0.0.1; `frozen` signs every listed link as issued at start, so two
+    collections of the same channels can be compared byte for byte."""
+    if frozen:
+        cfg = cfg.model_copy(update={"signing_epoch": float(int(time.time()))})
+    with running_emulator(cfg) as emulator:
+        yield emulator
 
 
 def emulator_config(cache: Path, **overrides: object) -> EmulatorConfig:
@@ -66,13 +52,7 @@ def served_message(emulator: Emulator, channel_id: int, index: int, now: float |
     server = emulator.server
     stream = server.world.stream(channel_id)
     assert stream is not None and server.renderer is not None
-    return server.renderer.message(server.traffic.message(stream, index), now or server_time())
-
-
-def server_time() -> float:
-    from midshard.collectors.emulator import server
-
-    return server.time.time()
+    return server.renderer.message(server.traffic.message(stream, index), now or server.signing_time())
 
 
 def files_under(root: Path) -> dict[str, bytes]:
