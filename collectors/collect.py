@@ -9,6 +9,7 @@ global limits; downloads share one bounded pool.
 Entry points. The CLI calls `collect`. Prefect flows make batch tasks from the pieces, each a plain
 synchronous call that logs in on its own:
     `list_channels(settings)`                          channels plus (optionally) their threads
+    `collect_histories(settings, stats)`               every channel's next pages, one client
     `collect_history(settings, channel_id, max_pages)` the channel's next pages -> new batch paths
     `collect_media(settings, channel_id, batch_paths)` one or more batches' media -> results
 """
@@ -215,6 +216,36 @@ def list_channels(settings: Settings) -> list[int]:
             if stats.channel_errors:
                 raise DiscordError("; ".join(stats.channel_errors.values()))
             return channels
+
+    return asyncio.run(run())
+
+
+def collect_histories(settings: Settings, stats: CollectStats | None = None) -> dict[int, list[str]]:
+    """Commit the next pages of every configured channel (and threads), concurrently on one client
+    (Discord's global limit is per token); no media. New batch paths per channel, oldest first."""
+    stats = stats or CollectStats()
+
+    async def run() -> dict[int, list[str]]:
+        raw = RawStore(Store(settings.root))
+
+        async def counted(_path: str, page: list[dict]) -> None:
+            stats.on_batch(len(page))
+
+        async def history(session: DiscordSession, channel_id: int) -> list[str]:
+            raw.sweep_temp(channel_id)
+            try:
+                return await fetch_history(session, raw, channel_id, settings=settings, on_batch=counted)
+            except DiscordError as exc:
+                stats.channel_errors[channel_id] = str(exc)
+                return []
+
+        async with DiscordSession(settings, _require_token(settings)) as session:
+            try:
+                channels = await discover_channels(session, settings, stats)
+                pages = await asyncio.gather(*(history(session, c) for c in channels))
+            finally:
+                stats.warnings += session.warnings
+        return dict(zip(channels, pages, strict=True))
 
     return asyncio.run(run())
 

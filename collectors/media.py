@@ -104,13 +104,15 @@ def link_expired(url: str, now: float | None = None) -> bool:
 
 
 def local_media_path(reference: str, export_dir: Path | None) -> Path | None:
-    """The file a DCE `--media` reference points at (Windows separators, maybe %-encoded), if present."""
+    """The file a DCE `--media` reference points at (Windows separators, maybe %-encoded), if present
+    inside the export's folder: a hostile export cannot make us read files elsewhere."""
     if export_dir is None or not reference:
         return None
     relative = reference.replace("\\", "/")
+    base = export_dir.resolve()
     for candidate in dict.fromkeys((relative, unquote(relative))):
-        path = export_dir / candidate
-        if path.is_file():
+        path = (base / candidate).resolve()
+        if path.is_relative_to(base) and path.is_file():
             return path
     return None
 

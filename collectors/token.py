@@ -9,11 +9,14 @@ they are replaced by a `CollectorError` whose text went through `redact`, raised
 
 from __future__ import annotations
 
+import os
+
 from pydantic import SecretStr
 
 from midshard.settings import Settings
 
 REDACTED = "[token redacted]"
+TOKEN_ENV = "DISCORD_BOT_TOKEN"
 
 
 class CollectorError(RuntimeError):
@@ -25,9 +28,14 @@ class TokenError(CollectorError):
 
 
 def resolve_token(settings: Settings) -> SecretStr | None:
-    """The bot token from the environment, else from the Prefect Secret block; None if neither."""
-    if settings.token is not None and settings.token.get_secret_value().strip():
-        return settings.token
+    """The bot token from the environment, else from the Prefect Secret block; None if neither.
+
+    `settings.token` is empty when the settings travelled as a Prefect flow parameter (the token
+    is excluded from every dump), so the environment is read again here.
+    """
+    for candidate in (settings.token, SecretStr(os.environ.get(TOKEN_ENV, ""))):
+        if candidate is not None and candidate.get_secret_value().strip():
+            return candidate
     if not settings.token_block:
         return None
     from prefect.blocks.system import Secret  # heavy; only when a block is configured

@@ -12,6 +12,7 @@ import os
 import posixpath
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import IO
 
 import fsspec
@@ -64,17 +65,16 @@ class Store:
             with self.fs.open(target, "wb") as handle:
                 yield handle
             return
-        os.makedirs(parent, exist_ok=True)
-        tmp = f"{target}.{uuid.uuid4().hex[:8]}{TMP_SUFFIX}"
+        Path(parent).mkdir(parents=True, exist_ok=True)
+        tmp = Path(f"{target}.{uuid.uuid4().hex[:8]}{TMP_SUFFIX}")
         try:
-            with open(tmp, "wb") as handle:
+            with tmp.open("wb") as handle:
                 yield handle
                 handle.flush()
                 os.fsync(handle.fileno())
-            os.replace(tmp, target)
+            tmp.replace(target)
         except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
+            tmp.unlink(missing_ok=True)
             raise
 
     def list(self, rel_dir: str, suffix: str = "") -> list[str]:

@@ -197,7 +197,7 @@ def test_cli_import_export(tmp_path: Path, make_dce_export: MakeExport) -> None:
     export, files = make_dce_export(n=20, seed=9)
     root = tmp_path / "data"
     result = CliRunner().invoke(
-        app, ["import-export", str(export), "--out", str(root), "--media", "--download", "all"]
+        app, ["import-export", str(export), "--out", str(root), "--media", "--download", "all", "--raw-only"]
     )
     assert result.exit_code == 0, result.output
     assert "20 messages" in result.output

@@ -33,6 +33,7 @@ def with_client(emu: Emulator, body: Callable[[discord.Client], Awaitable[Any]])
 
 
 def test_history_reads_every_message_once_oldest_first(emulator) -> None:
+    base_before = Route.BASE  # process-global: other tests' clients may have pointed it elsewhere
     with emulator(
         seed=3, channels=1, messages=1000, token="secret", history_limit=5, history_window=0.2
     ) as emu:
@@ -50,7 +51,7 @@ def test_history_reads_every_message_once_oldest_first(emulator) -> None:
     assert ids == truth_ids  # all 1000, each once, ascending
     assert stats["rate_limited"] == {"user": 0, "global": 0, "shared": 0}  # honest headers: no 429
     assert stats["routes"]["GET /channels/{channel_id}/messages"] == 11  # 10 full pages + the empty one
-    assert Route.BASE == "https://discord.com/api/v10"
+    assert base_before == Route.BASE  # restored
 
 
 def test_history_newest_first_pages_with_before(emulator) -> None:

@@ -1,0 +1,56 @@
+"""The scrape flow against the Discord emulator on a real Prefect server: the dataset holds exactly
+what the emulator's ground truth says, and the run publishes its funnel, report and progress."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from flows_kit import TOKEN, Scraped, kept_keys, rejected_decisions, truth_decisions
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+
+def test_scrape_reproduces_the_truth(scraped: Scraped) -> None:
+    truth = truth_decisions(scraped.truth)
+    keep = {key for key, decision in truth.items() if decision == "keep"}
+    assert len(keep) >= 10
+    assert kept_keys(scraped.root) == keep
+    assert rejected_decisions(scraped.root) == {k: d for k, d in truth.items() if d != "keep"}
+    assert sum(scraped.result.dataset.values()) == len(keep)
+    assert scraped.result.collect_errors == {}
+
+
+async def _artifacts_and_parameters(scraped: Scraped) -> tuple[dict[str, object], str]:
+    async with get_client() as client:
+        artifacts = await client.read_artifacts(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[scraped.flow_run_id]))
+        )
+        flow_run = await client.read_flow_run(scraped.flow_run_id)
+    by_type = {artifact.type: artifact for artifact in artifacts}
+    assert len(by_type) == len(artifacts) == 3
+    return {kind: (a.key, a.data) for kind, a in by_type.items()}, json.dumps(flow_run.parameters)
+
+
+def test_scrape_publishes_funnel_report_and_progress(scraped: Scraped) -> None:
+    artifacts, parameters = asyncio.run(_artifacts_and_parameters(scraped))
+
+    key, table = artifacts["table"]
+    assert key == "midshard-scrape-funnel"
+    rows = json.loads(table) if isinstance(table, str) else table
+    stages = {row["stage"]: row["count"] for row in rows}
+    assert {s: stages[s] for s in scraped.result.funnel} == scraped.result.funnel
+    assert stages["messages"] == len(scraped.truth)
+    assert stages["in dataset: train"] + stages["in dataset: validation"] == len(kept_keys(scraped.root))
+
+    key, markdown = artifacts["markdown"]
+    assert key == "midshard-scrape-report"
+    assert str(scraped.root / "dataset" / "report.html") in str(markdown)
+    assert (scraped.root / "dataset" / "report.html").is_file()
+
+    key, progress = artifacts["progress"]
+    assert (key, float(progress)) == ("midshard-scrape", 100.0)
+
+    # the settings travelled as a flow parameter; the token did not
+    assert scraped.settings.api_base in parameters
+    assert TOKEN not in parameters
