@@ -5,8 +5,10 @@
 
 Targets (issue 4, shared/reference/dedup.md §4, this 2-core machine): all pairs within r = 8 among
 5 M hashes <= 15 s; 300 k new against 5 M kept <= 10 s; exact; >= 50x imagededup's BK-tree and numpy
-brute force at 1 M. Hashes are uniform 64-bit with 1 % planted near-duplicates at distance 0..10
-(the reference's data). The slow baselines are timed on a query sample and extrapolated (marked).
+brute force at 1 M. The time targets are checked on wall time and on CPU time (all threads summed),
+which holds up when other jobs share the cores. Hashes are uniform 64-bit with 1 % planted
+near-duplicates at distance 0..10 (the reference's data). The slow baselines are timed on a query
+sample and extrapolated (marked).
 """
 
 from __future__ import annotations
@@ -236,6 +238,10 @@ def main() -> None:
         "note": "sizes are 1/10 of the targets' (quick mode)" if args.quick else "full-size run",
         "self_join_r8_join_wall_s<=15": join["join_wall_s"] <= 15,  # build apart, as in dedup.md §3.3
         "incremental_r8_wall_s<=10": report["incremental"]["total_wall_s"] <= 10,
+        # CPU seconds of all threads together: within the target, it is met even on one idle core
+        # (what holds up when other jobs share the cores and inflate wall time)
+        "self_join_r8_cpu_s<=15": join["total_cpu_s"] <= 15,
+        "incremental_r8_cpu_s<=10": report["incremental"]["total_cpu_s"] <= 10,
         "exact": report["self_join"]["exactness"]["recall"] == 1.0
         and report["self_join"]["exactness"]["precision"] == 1.0
         and report["incremental"]["exactness_new_old"]["recall"] == 1.0

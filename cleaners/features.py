@@ -2,21 +2,24 @@
 
 For each image: the header checks (steps 10–14, no decoding), then one decode that yields the
 pHash and dHash (`imagehash`, from one shared greyscale copy) and the NSFW scorer's input; the
-scorer runs batched. A 2×2 grid split into tiles is decoded once for its four tiles.
+scorer runs batched. A 2×2 grid split into tiles is decoded once for its four tiles, and each
+tile's stored PNG (`grids.tile_bytes`) is encoded from that decode for its sha256 and size.
 
 `FeatureStore.compute` spreads the work over a process pool (`Settings.clean_workers`, 0 = one
 per core) whose workers each load one NSFW scorer once; the pool is reused across calls and shut
-down at exit. Each call persists its results as one parquet part under `derived/features/`, so a
-refresh or a rebuild decodes nothing it has seen before. Cached entries are re-judged under the
-current settings (resolution rule, pixel limit) from the stored header fields; only an image that
-now passes the header checks but was never decoded, or was scored by another hash/scorer
-implementation, is computed again.
+down at exit. With one worker, or inside a daemonic process (a Dask worker, which may not start
+processes), it computes in the calling process instead. Each call persists its results as one
+parquet part under `derived/features/`, so a refresh or a rebuild decodes nothing it has seen
+before. Cached entries are re-judged under the current settings (resolution rule, pixel limit) from
+the stored header fields; only an image that now passes the header checks but was never decoded,
+or was scored by another hash/scorer/tile-encoder implementation, is computed again.
 """
 
 from __future__ import annotations
 
 import atexit
 import dataclasses
+import hashlib
 import itertools
 import multiprocessing
 import os
@@ -33,11 +36,20 @@ import imagehash
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pyvips
 from fsspec.implementations.memory import MemoryFileSystem
+from PIL import Image, ImageFile
 
-from midshard.cleaners.grids import crop_tile, tile_boxes
-from midshard.cleaners.images import read_header, resolution_decision, set_pil_limits, source_decision
+from midshard.cleaners.grids import TILE_ENCODER, crop_tile, encode_tile, tile_boxes
+from midshard.cleaners.images import (
+    allow_pixels,
+    read_header,
+    resolution_decision,
+    set_pil_limits,
+    source_decision,
+)
 from midshard.cleaners.nsfw import NsfwScorer, get_scorer, scorer_id
+from midshard.collectors.killpoints import kill_point
 from midshard.collectors.raw_store import RawStore
 from midshard.records import Decision, Reason
 from midshard.settings import Settings
@@ -49,6 +61,9 @@ COMPACT_AT = 64  # parts; more are merged into one when the cache is opened
 MERGE_AT = 65_536  # new entries held in memory before they join the sorted index
 
 Key = tuple[str, int]  # (sha256, tile); tile 0 = the whole image
+_FAST_PNG_MODES = {"RGB", "RGBA"}  # PNGs decoded by libvips (see `_decode`)
+pyvips.cache_set_max(0)  # no operation cache: every image is decoded once
+pyvips.concurrency_set(1)  # one thread per worker process: the processes are the parallelism
 
 # Decisions reached by decoding: they stand as long as the header checks still pass.
 _DECODED = {"keep", Reason.TRUNCATED_IMAGE.value, Reason.CORRUPT_IMAGE.value}
@@ -78,10 +93,22 @@ class Features:
     nsfw_score: float  # NaN unless decoded (and always NaN with the "none" scorer)
     nsfw_scorer: str
     source_pixels: int = 0  # width × height of the whole file (the grid, for tiles); 0 if unknown
+    # A decoded tile's stored bytes (`grids.tile_bytes`, a PNG): their sha256, size and encoder.
+    tile_sha256: str = ""
+    tile_size: int = 0
+    tile_encoder: str = ""
 
     @property
     def key(self) -> Key:
         return (self.sha256, self.tile)
+
+    @property
+    def member(self) -> tuple[str, int, str]:
+        """(sha256, size, format) of the bytes a sample of this entry stores in its shard: the file
+        itself for a whole image, the tile's PNG for a tile."""
+        if self.tile == 0:
+            return self.sha256, self.file_size, self.format
+        return self.tile_sha256, self.tile_size, "png"
 
 
 SCHEMA = pa.schema(
@@ -100,6 +127,9 @@ SCHEMA = pa.schema(
         ("nsfw_score", pa.float32()),
         ("nsfw_scorer", pa.string()),
         ("source_pixels", pa.int64()),
+        ("tile_sha256", pa.string()),
+        ("tile_size", pa.int64()),
+        ("tile_encoder", pa.string()),
     ]
 )
 
@@ -163,13 +193,14 @@ def image_features(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Pillow's notes on palettes/ICC profiles of odd files
-            image.load()
+            image = _decode(image, data)
             for entry in to_decode:
                 pixels = crop_tile(image, entry.tile)
                 grey = pixels.convert("L")  # what imagehash does first; shared by both hashes
                 phash, dhash = _as_int(imagehash.phash(grey)), _as_int(imagehash.dhash(grey))
                 prepared.append(scorer.prepare(pixels))
-                decoded.append(dataclasses.replace(entry, phash=phash, dhash=dhash, phash_impl=PHASH_IMPL))
+                entry = dataclasses.replace(entry, phash=phash, dhash=dhash, phash_impl=PHASH_IMPL)
+                decoded.append(_with_tile_bytes(entry, pixels) if entry.tile else entry)
     except Exception as error:  # a hostile or broken file never escapes as an exception
         reason = _decode_failure(error)
         return results + [dataclasses.replace(entry, decision=reason) for entry in to_decode], [], True
@@ -199,6 +230,34 @@ def tile_size(width: int, height: int, tile: int) -> tuple[int, int]:
         return width, height
     left, upper, right, lower = tile_boxes(width, height)[tile - 1]
     return right - left, lower - upper
+
+
+def _decode(image: Image.Image, data: bytes) -> Image.Image:
+    """The pixels of a header-checked image. 8-bit RGB/RGBA PNGs (Midjourney's output) are
+    decoded by libvips (libspng), about twice as fast as Pillow and the same pixels (PNG is
+    lossless; neither applies colour management), so every feature is the same either way; every
+    other file, and any PNG libvips refuses, is decoded by Pillow, whose error names the reason.
+    """
+    if image.format == "PNG" and image.mode in _FAST_PNG_MODES and "transparency" not in image.info:
+        try:
+            pixels = pyvips.Image.new_from_buffer(data, "", access="sequential", fail_on="warning")
+        except pyvips.Error:
+            pixels = None
+        if pixels is not None and pixels.format == "uchar" and pixels.bands == len(image.mode):
+            try:
+                return Image.fromarray(pixels.numpy())
+            except pyvips.Error:
+                pass  # the data failed while decoding: Pillow decodes it and names the failure
+    image.load()
+    return image
+
+
+def _with_tile_bytes(entry: Features, pixels: Image.Image) -> Features:
+    """The digest and size of the PNG a shard will store for this tile (see `grids.tile_bytes`)."""
+    data = encode_tile(pixels)
+    return dataclasses.replace(
+        entry, tile_sha256=hashlib.sha256(data).hexdigest(), tile_size=len(data), tile_encoder=TILE_ENCODER
+    )
 
 
 def _as_int(image_hash: imagehash.ImageHash) -> int:
@@ -237,21 +296,38 @@ def _ready(_: int) -> bool:
     return _worker_scorer is not None
 
 
-def _run_job(job: _Job) -> tuple[list[Features], int]:
+def run_job(job: _Job, scorer: NsfwScorer, raw: RawStore) -> tuple[list[Features], int]:
     """Features of every (sha256, tile) in the job, and how many files were decoded."""
-    assert _worker_scorer is not None, "worker not initialised"
-    set_pil_limits(job.rules.max_image_pixels)
     features, prepared, decoded = [], [], 0
     for sha256, tiles, data in job.items:
-        if data is None:
-            if job.root not in _worker_stores:
-                _worker_stores[job.root] = RawStore(Store(job.root))
-            data = _worker_stores[job.root].read_media(sha256)
-        entries, inputs, was_decoded = image_features(sha256, tiles, data, job.rules, _worker_scorer)
+        data = raw.read_media(sha256) if data is None else data
+        entries, inputs, was_decoded = image_features(sha256, tiles, data, job.rules, scorer)
         features += entries
         prepared += inputs
         decoded += was_decoded
-    return score_batches(features, prepared, _worker_scorer, job.nsfw_batch), decoded
+    return score_batches(features, prepared, scorer, job.nsfw_batch), decoded
+
+
+def _run_job(job: _Job) -> tuple[list[Features], int]:
+    """`run_job` in a pool worker, which reads the media itself from the job's data root."""
+    assert _worker_scorer is not None, "worker not initialised"
+    set_pil_limits(job.rules.max_image_pixels)
+    if job.root not in _worker_stores:
+        _worker_stores[job.root] = RawStore(Store(job.root))
+    return run_job(job, _worker_scorer, _worker_stores[job.root])
+
+
+_local_scorers: dict[str, NsfwScorer] = {}
+_local_lock = threading.Lock()
+
+
+def _local_scorer(name: str) -> NsfwScorer:
+    """This process's own scorer for in-process computing (loaded once, shared by threads: an
+    onnxruntime session may run from several threads at once)."""
+    with _local_lock:
+        if name not in _local_scorers:
+            _local_scorers[name] = get_scorer(name)
+        return _local_scorers[name]
 
 
 class _WorkerPool:
@@ -355,6 +431,7 @@ class FeatureStore:
             lasting = [f for f in computed if f.key not in crashed]  # a crash may be transient (OOM)
             if lasting:
                 self._persist(lasting)
+                kill_point("features_cached")
                 self._loaded().add(lasting)
         found.update((f.key, f) for f in computed)
         return found
@@ -363,11 +440,11 @@ class FeatureStore:
     def _compute(self, missing: list[Key], raw: RawStore) -> tuple[list[Features], set[Key]]:
         """Computed features (sorted by key), and the keys whose file crashed a worker."""
         jobs = self._jobs(missing, raw)
-        results, broken_jobs = self._collect(jobs)
+        results, broken_jobs = self._collect(jobs, raw)
         crashed: set[Key] = set()
         for job in broken_jobs:  # a worker died (a decoder crash?): retry file by file to isolate it
             for item in job.items:
-                alone, broken = self._collect([dataclasses.replace(job, items=(item,))])
+                alone, broken = self._collect([dataclasses.replace(job, items=(item,))], raw)
                 if broken:
                     results += self._crashed(item)
                     crashed.update((item[0], tile) for tile in item[1])
@@ -375,8 +452,20 @@ class FeatureStore:
                     results += alone
         return sorted(results, key=lambda f: f.key), crashed
 
-    def _collect(self, jobs: list[_Job]) -> tuple[list[Features], list[_Job]]:
-        """Run jobs on the pool; results of those that finished, and those whose worker died."""
+    def in_process(self) -> bool:
+        """Compute in this process, with no pool: with one worker, and always in a daemonic process
+        (a Dask worker: it may not start processes of its own)."""
+        return self.workers == 1 or multiprocessing.current_process().daemon
+
+    def _collect(self, jobs: list[_Job], raw: RawStore) -> tuple[list[Features], list[_Job]]:
+        """Run jobs; results of those that finished, and those whose pool worker died."""
+        if self.in_process():
+            allow_pixels(self.rules.max_image_pixels)  # only ever raised in a process we do not own
+            ImageFile.LOAD_TRUNCATED_IMAGES = False  # truncated data must raise, never decode as grey
+            scorer = _local_scorer(self.settings.nsfw_scorer)
+            results = [run_job(job, scorer, raw) for job in jobs]
+            self.decoded += sum(decoded for _, decoded in results)
+            return [f for features, _ in results for f in features], []
         executor = _POOL.executor(self.workers, self.settings.nsfw_scorer)
         futures = [executor.submit(_run_job, job) for job in jobs]
         results, crashed = [], []
@@ -399,12 +488,13 @@ class FeatureStore:
 
     def _jobs(self, missing: list[Key], raw: RawStore) -> list[_Job]:
         """Group tiles by file and files into jobs of about `nsfw_batch` samples."""
-        in_process = isinstance(raw.store.fs, MemoryFileSystem)  # workers cannot see memory://
+        # Pool workers cannot see this process's memory:// files: send those bytes with the job.
+        send = isinstance(raw.store.fs, MemoryFileSystem) and not self.in_process()
         root = raw.store.root if raw.store.local else raw.store.url
         items, jobs, size = [], [], 0
         for sha256, group in itertools.groupby(missing, key=lambda key: key[0]):
             tiles = tuple(tile for _, tile in group)
-            items.append((sha256, tiles, raw.read_media(sha256) if in_process else None))
+            items.append((sha256, tiles, raw.read_media(sha256) if send else None))
             size += len(tiles)
             if size >= self.settings.nsfw_batch:
                 jobs.append(_Job(root, self.rules, self.settings.nsfw_batch, tuple(items)))
@@ -418,6 +508,8 @@ class FeatureStore:
         """The cached entry judged under the current settings, or None if it must be computed."""
         if cached.phash_impl and (cached.phash_impl != PHASH_IMPL or cached.nsfw_scorer != self.scorer_id):
             return None
+        if cached.tile and cached.phash_impl and cached.tile_encoder != TILE_ENCODER:
+            return None  # the stored tile bytes would not match the recorded digest
         if cached.decision not in _HEADER_RULED or cached.source_pixels == 0:
             return cached  # decided from bytes alone (empty, not an image, beyond Pillow's limit)
         header = self.rules.header_decision(cached.source_pixels, cached.frames, cached.width, cached.height)

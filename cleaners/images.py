@@ -40,7 +40,7 @@ def set_pil_limits(max_image_pixels: int) -> None:
     ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 
-def _allow_pixels(max_image_pixels: int) -> None:
+def allow_pixels(max_image_pixels: int) -> None:
     """In a process we do not own, only ever raise Pillow's limit (up to ours), never lower it."""
     if Image.MAX_IMAGE_PIXELS is not None and max_image_pixels > Image.MAX_IMAGE_PIXELS:
         Image.MAX_IMAGE_PIXELS = max_image_pixels
@@ -54,7 +54,7 @@ def read_header(data: bytes, max_image_pixels: int) -> tuple[Image.Image, ImageH
     """
     if not data:
         return drop(Reason.EMPTY_FILE)
-    _allow_pixels(max_image_pixels)
+    allow_pixels(max_image_pixels)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)

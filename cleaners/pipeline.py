@@ -39,6 +39,7 @@ from midshard.cleaners.steps import (
     run_steps,
     stored,
 )
+from midshard.collectors.killpoints import kill_point
 from midshard.collectors.raw_store import RawStore
 from midshard.records import Decision, Kind, Reason, Rejection, Sample, drop
 from midshard.settings import Settings
@@ -198,8 +199,10 @@ def _result(ordered: list[Candidate], final: dict[str, Decision], screened: list
 
 
 def to_sample(candidate: Candidate, feature: Features) -> Sample:
+    """The sample of a screened candidate: a tile's sha256/size/format are those of its tile PNG."""
     m = candidate.message
     assert candidate.attachment is not None and candidate.sha256 is not None
+    sha256, file_size, image_format = feature.member
     return Sample(
         key=candidate.key,
         message_id=m.id,
@@ -214,9 +217,9 @@ def to_sample(candidate: Candidate, feature: Features) -> Sample:
         params=dict(m.params),
         width=feature.width,
         height=feature.height,
-        format=feature.format.lower(),
-        file_size=feature.file_size,
-        sha256=candidate.sha256,
+        format=image_format,
+        file_size=file_size,
+        sha256=sha256,
         phash=f"{feature.phash:016x}",
         phash_impl=feature.phash_impl,
         nsfw_score=float(feature.nsfw_score),
@@ -300,6 +303,7 @@ class DecisionStore:
         pq.write_table(pa.Table.from_pylist(rows, schema=DECISION_SCHEMA), buffer, compression="zstd")
         path = f"{DECISIONS}/decisions-{len(self.generations()) + 1:06d}.parquet"
         self.store.write_bytes(path, buffer.getvalue())
+        kill_point("decisions_written")
         return path
 
     def clear(self) -> None:

@@ -113,7 +113,7 @@ async def fetch_history(
         kill_point("page_fetched")
         if not page:
             break
-        path = raw.write_message_batch(channel_id, page)
+        path = await asyncio.to_thread(raw.write_message_batch, channel_id, page)  # others keep paging
         kill_point("batch_committed")
         cursor = max(int(m["id"]) for m in page)
         raw.set_cursor(channel_id, cursor)
@@ -233,6 +233,7 @@ def collect_histories(settings: Settings, stats: CollectStats | None = None) -> 
 
         async def history(session: DiscordSession, channel_id: int) -> list[str]:
             raw.sweep_temp(channel_id)
+            raw.drop_stale_journals(channel_id)  # a kill after a results file; no media task comes
             try:
                 return await fetch_history(session, raw, channel_id, settings=settings, on_batch=counted)
             except DiscordError as exc:

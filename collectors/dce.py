@@ -64,6 +64,8 @@ def read_export(path: Path) -> DceExport:
             f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}); "
             "a truncated or non-JSON export?"
         ) from None
+    except RecursionError:
+        raise ExportError(f"{path}: not a DCE JSON export: its JSON is nested too deeply") from None
 
     def broken(why: str) -> ExportError:
         return ExportError(f"{path}: not a DiscordChatExporter JSON export: {why}")

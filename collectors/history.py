@@ -49,6 +49,11 @@ class DiscordError(CollectorError):
         self.status = status
         self.code = code
 
+    @property
+    def transient(self) -> bool:
+        """Worth asking again later: a rate limit, a server error or a lost connection."""
+        return self.status == 0 or self.status == 429 or self.status >= 500
+
 
 def snowflake_at(moment: date | datetime) -> int:
     """The lowest snowflake at `moment` (a date means its midnight UTC; naive times are UTC)."""
@@ -129,10 +134,21 @@ class DiscordSession:
 
     # -- history ---------------------------------------------------------------------------------
     async def page_after(self, channel_id: int, after: int) -> list[dict]:
-        """The (up to 100) messages just after `after`, oldest first, as raw dicts."""
-        data = await self._call(
-            f"reading channel {channel_id}", self.http.logs_from(channel_id, PAGE_SIZE, after=after)
-        )
+        """The (up to 100) messages just after `after`, oldest first, as raw dicts.
+
+        Reading a page is idempotent, so when discord.py's own retries give up (a long 429 storm, a
+        run of 5xx) the page is asked again after a pause instead of failing the channel."""
+        for attempt in range(self.settings.history_retries + 1):
+            try:
+                data = await self._call(
+                    f"reading channel {channel_id}", self.http.logs_from(channel_id, PAGE_SIZE, after=after)
+                )
+                break
+            except DiscordError as error:
+                if not error.transient or attempt == self.settings.history_retries:
+                    raise
+                log.warning("%s; asking again in %d s", error, 2**attempt)
+                await asyncio.sleep(2**attempt)
         if not isinstance(data, list) or not all(isinstance(m, dict) and "id" in m for m in data):
             raise DiscordError(f"reading channel {channel_id}: the response is not a list of messages")
         page = list(reversed(data))  # the API answers newest first, even with `after`

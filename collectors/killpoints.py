@@ -10,6 +10,16 @@ meets them:
     media_body          a chunk of an attachment's body arrived                     (mid-download)
     media_stored        an attachment's bytes are stored; the journal has no line yet
     results_written     a batch's attachment results file is written; journal not removed
+
+and, after collection, in the cleaners and writers (tests/proof kills `midshard scrape` there):
+
+    features_cached     a batch of image features is persisted under derived/features/
+    decisions_written   a clean generation is persisted under derived/decisions/
+    shard_written       a shard's tar is renamed into place; no sidecar, no _stats.json
+    sidecar_written     its parquet sidecar too; the _stats.json marker not yet
+    shard_completed     its _stats.json marker is written
+    rejected_written    the run's rejected/ part is written; indexes, manifest, card, report not
+    manifest_written    manifest.json is rewritten; card and report not yet
 """
 
 from __future__ import annotations

@@ -111,8 +111,12 @@ def local_media_path(reference: str, export_dir: Path | None) -> Path | None:
     relative = reference.replace("\\", "/")
     base = export_dir.resolve()
     for candidate in dict.fromkeys((relative, unquote(relative))):
-        path = (base / candidate).resolve()
-        if path.is_relative_to(base) and path.is_file():
+        try:
+            path = (base / candidate).resolve()
+            found = path.is_relative_to(base) and path.is_file()
+        except (OSError, ValueError):  # a NUL byte, a name too long: not a file of the export
+            continue
+        if found:
             return path
     return None
 
@@ -171,10 +175,12 @@ class MediaDownloader:
         """Fetch a batch's attachments (skipping journaled ones) and commit its results file."""
         self.raw.sweep_batch_temp(channel_id, batch_path)
         done = self.raw.read_journal(channel_id, batch_path)
+        journal = asyncio.Lock()  # one appender at a time (its torn-line check), off the event loop
 
         async def one(ref: AttachmentRef) -> None:
             result, size = await self.fetch(ref, export_dir)
-            self.raw.append_journal(channel_id, batch_path, result)
+            async with journal:
+                await asyncio.to_thread(self.raw.append_journal, channel_id, batch_path, result)
             done[ref.attachment_id] = result
             if self.on_result is not None:
                 self.on_result(result, size)

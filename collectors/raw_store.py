@@ -117,7 +117,7 @@ class RawStore:
         name = batch_name(int(ordered[0]["id"]), int(ordered[-1]["id"]))
         text = "".join(dumps_line(m) + "\n" for m in ordered)
         buffer = io.BytesIO()
-        with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as gz:  # mtime=0: byte-reproducible
+        with gzip.GzipFile(fileobj=buffer, mode="wb", compresslevel=6, mtime=0) as gz:  # mtime=0: same bytes
             gz.write(text.encode("utf-8"))
         path = f"{MESSAGES}/{channel_id}/{name}.jsonl.gz"
         with self.store.open_write(path) as handle:
@@ -127,7 +127,8 @@ class RawStore:
 
     def read_batch(self, path: str) -> list[dict]:
         raw = gzip.decompress(self.store.read_bytes(path)).decode("utf-8")
-        return [json.loads(line) for line in raw.splitlines() if line]
+        # "\n" only: str.splitlines() also splits at U+2028, U+0085..., which prompts may hold unescaped
+        return [json.loads(line) for line in raw.split("\n") if line]
 
     def iter_messages(self, channel_id: int | None = None) -> Iterator[tuple[int, dict]]:
         """(channel_id, raw message) in ascending id per channel, each id once."""

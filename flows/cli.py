@@ -198,6 +198,12 @@ def _settings(config: Path | None, pairs: list[str] | None, **flags: object) -> 
         raise typer.Exit(2) from None
 
 
+@app.command("settings")
+def show_settings(config: ConfigOption = None, set_: SetOption = None) -> None:
+    """Print the effective settings as JSON (file < MIDSHARD_* environment < --set); never the token."""
+    typer.echo(_settings(config, set_).model_dump_json(indent=2))
+
+
 def _run_flow(name: str, settings: Settings, parameters: dict[str, object]) -> None:
     """Run one pipeline flow on the configured Prefect API; print the funnel and where the data is."""
     from midshard.flows import prefect_env

@@ -17,7 +17,7 @@ prefect_env.configure()  # before Prefect reads its settings
 
 import logging  # noqa: E402
 from collections import Counter  # noqa: E402
-from collections.abc import Callable, Iterator, Sequence  # noqa: E402
+from collections.abc import Iterator, Sequence  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any, TypeVar  # noqa: E402
@@ -30,7 +30,7 @@ from prefect.states import State  # noqa: E402
 
 from midshard import __version__  # noqa: E402
 from midshard.cleaners.features import FeatureStore  # noqa: E402
-from midshard.cleaners.grids import tile_bytes  # noqa: E402
+from midshard.cleaners.grids import MediaReader  # noqa: E402
 from midshard.cleaners.pipeline import DecisionStore, decide, feature_keys, plan  # noqa: E402
 from midshard.cleaners.steps import funnel  # noqa: E402
 from midshard.collectors.collect import CollectStats, collect_histories, collect_media  # noqa: E402
@@ -170,11 +170,12 @@ def _clean_and_write(
     decisions.append(decide(candidates, features, settings, decisions.kept_hashes()))
     progress.update(90.0)
     samples, rejections = decisions.load(settings)
+    media = MediaReader(raw, settings)
     return write_dataset(
         store,
         samples,
         rejections,
-        _image_reader(raw),
+        media.sample,
         settings,
         RunInfo(
             kind=kind,
@@ -183,7 +184,7 @@ def _clean_and_write(
             versions={"midshard": __version__},
         ),
         rebuild=kind == "rebuild",
-        read_rejected_image=_rejected_reader(raw),
+        read_rejected_image=media.rejected,
     )
 
 
@@ -198,23 +199,6 @@ def funnel_stages(samples: Sequence[Sample], rejections: Sequence[Rejection]) ->
         left -= sum(n for code, n in by_reason.items() if code.split(":")[0] == reason)
         stages[f"after {reason}"] = left
     return stages
-
-
-def _image_reader(raw: RawStore) -> Callable[[Sample], bytes]:
-    def read(sample: Sample) -> bytes:
-        data = raw.read_media(sample.sha256)
-        return tile_bytes(data, sample.tile) if sample.tile else data
-
-    return read
-
-
-def _rejected_reader(raw: RawStore) -> Callable[[Rejection], bytes | None]:
-    def read(rejection: Rejection) -> bytes | None:
-        if rejection.sha256 and raw.has_media(rejection.sha256):
-            return raw.read_media(rejection.sha256)
-        return None
-
-    return read
 
 
 def location(store: Store, rel: str) -> str:

@@ -37,7 +37,12 @@ def task_runner(settings: Settings) -> TaskRunner:
     workers = os.cpu_count() or 1
     return DaskTaskRunner(
         cluster_class="distributed.LocalCluster",
-        cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True},
+        cluster_kwargs={
+            "n_workers": workers,
+            "threads_per_worker": 1,
+            "processes": True,
+            "dashboard_address": "127.0.0.1:8787",  # Dask's default listens on every interface
+        },
     )
 
 

@@ -28,7 +28,8 @@ class Kind(StrEnum):
 
 
 class Reason(StrEnum):
-    """Why a candidate was dropped. The order here is the order the steps run in."""
+    """Why a candidate was dropped. The order here is the order the steps run in
+    (docs/parsing-rules.md section 2): the funnel lists reasons in this order."""
 
     NOT_MIDJOURNEY = "not_midjourney"
     NOT_A_GENERATION = "not_a_generation"  # describe, shorten, ratings, notices
@@ -37,14 +38,14 @@ class Reason(StrEnum):
     GRID = "grid"  # 2x2 composites, skipped unless --grids split
     NO_ATTACHMENT = "no_attachment"
     NOT_AN_IMAGE = "not_an_image"
+    OVERSIZED_FILE = "oversized_file"
     DOWNLOAD_FAILED = "download_failed"  # detail: why (http_404, gone, too_large, ...)
     EMPTY_FILE = "empty_file"
-    OVERSIZED_FILE = "oversized_file"
     DECOMPRESSION_BOMB = "decompression_bomb"
-    CORRUPT_IMAGE = "corrupt_image"
-    TRUNCATED_IMAGE = "truncated_image"
     ANIMATED_IMAGE = "animated_image"
     TOO_SMALL = "too_small"
+    TRUNCATED_IMAGE = "truncated_image"
+    CORRUPT_IMAGE = "corrupt_image"
     DUPLICATE = "duplicate_of"  # detail: key of the earlier kept sample
     NSFW = "nsfw"
 

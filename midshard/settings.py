@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     connect_timeout: float = Field(10.0, gt=0)
     read_timeout: float = Field(60.0, gt=0)
     max_file_size: int = Field(64 * 1024 * 1024, gt=0, description="Bytes; larger attachments are refused.")
+    history_retries: int = Field(
+        3, ge=0, le=10, description="History page re-reads (1, 2, 4 s apart) after discord.py gives up."
+    )
     download_backoff: float = Field(
         0.5, ge=0, description="Seconds before the first download retry; doubles per retry, with jitter."
     )

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from midshard.collectors.killpoints import kill_point
 from midshard.records import Rejection, Sample
 from midshard.settings import Settings
 from midshard.store import Store
@@ -97,12 +98,16 @@ def write_dataset(
         for number, chunk in enumerate(chunks):
             shard = ShardId(split, before.next_index(split) + number)
             written = write_shard(store, shard, chunk, read_image)
+            kill_point("shard_written")
             write_sidecar(store, written, chunk)
+            kill_point("sidecar_written")
             write_stats(store, written, rid)  # the completion marker, last
+            kill_point("shard_completed")
             shards_written.append(shard.tar_name)
             log.info("wrote %s: %d samples, %d bytes", shard.tar_name, len(chunk), written.filesize)
 
     write_rejected(store, new_rejections)
+    kill_point("rejected_written")
 
     after = dataset_state.load(store)
     figures = tally(after)
@@ -122,6 +127,7 @@ def write_dataset(
     indexes = write_wids_indexes(store, after.shards, WIDS_NAME)
     manifest = build_manifest(settings, figures, runs, run.versions)
     write_manifest(store, manifest)
+    kill_point("manifest_written")
     write_card(store, manifest, figures)
     write_report(store, settings, manifest, figures, after, read_rejected_image)
     log.info(

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 
 import imagehash
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageCms
 
 from midshard.cleaners.features import FEATURES_DIR, PHASH_IMPL, Features, FeatureStore, shutdown_pool
-from midshard.cleaners.grids import tile_bytes
+from midshard.cleaners.grids import crop_tile, tile_bytes
 from midshard.cleaners.nsfw import get_scorer, scorer_id
 from midshard.collectors.raw_store import RawStore
 from midshard.settings import Settings
@@ -31,6 +32,13 @@ def same(a: Features, b: Features) -> bool:
     return repr(a) == repr(b)
 
 
+def _animated_webp() -> bytes:
+    frames = [Image.fromarray(natural_pixels(seed, 120, 120)) for seed in (16, 17)]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, format="WEBP", save_all=True, append_images=frames[1:], duration=100)
+    return buffer.getvalue()
+
+
 @pytest.fixture
 def images(raw) -> dict[str, str]:
     """name -> sha256 of the stored bytes."""
@@ -49,6 +57,7 @@ def images(raw) -> dict[str, str]:
         "html": b"<html><body>404</body></html>",
         "bomb": bomb_png(20_000, 20_000),  # over twice the limit: Pillow refuses to even size it
         "bomb_sized": bomb_png(9_000, 9_000),  # 81 M px: over the 64 M limit, size known
+        "animated": _animated_webp(),
     }
     return {name: raw.put_media(data) for name, data in blobs.items()}
 
@@ -70,6 +79,7 @@ def test_features_and_reason_codes(small_settings, raw, images):
         "html": "not_an_image",
         "bomb": "decompression_bomb",
         "bomb_sized": "decompression_bomb",
+        "animated": "animated_image",
     }
     # decoded: png, webp, jpeg, grid (once for 5 samples), truncated, corrupt; never small or bomb
     assert features.decoded == 6
@@ -178,7 +188,7 @@ def test_another_scorer_recomputes_and_none_stores_nan(small_settings, raw, imag
 
 def test_a_file_that_kills_its_worker_is_isolated_and_not_cached(root, raw):
     settings = Settings(
-        root=root, min_pixels=1, clean_workers=1, nsfw_batch=8,
+        root=root, min_pixels=1, clean_workers=2, nsfw_batch=8,
         nsfw_scorer="cleaners_media.crashing_scorer:CrashingScorer",
     )  # fmt: skip
     good = [raw.put_media(natural_png(seed, 80, 80)) for seed in range(5)]
@@ -189,3 +199,52 @@ def test_a_file_that_kills_its_worker_is_isolated_and_not_cached(root, raw):
     assert all(out[(sha, 0)].decision == "keep" and out[(sha, 0)].nsfw_scorer == "crash-test" for sha in good)
     cached = FeatureStore(raw.store, settings).get(keys)
     assert set(cached) == {(sha, 0) for sha in good}  # the crash verdict is retried next run
+
+
+def _png_variants() -> dict[str, bytes]:
+    """PNGs of every kind: the fast libvips path (8-bit RGB/RGBA, also interlaced or with an ICC
+    profile) and the Pillow path (grey, palette, palette with transparency, 16-bit)."""
+    rgb = Image.fromarray(natural_pixels(41, 130, 110))
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    sixteen = Image.fromarray(natural_pixels(42, 130, 110)[..., 0].astype(np.uint16) * 257)
+
+    def png(image: Image.Image, **options: object) -> bytes:
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG", **options)
+        return buffer.getvalue()
+
+    return {
+        "rgb": png(rgb),
+        "rgba": png(
+            Image.fromarray(np.dstack([natural_pixels(43, 130, 110), natural_pixels(44, 130, 110)[..., :1]]))
+        ),
+        "interlaced": png(rgb, interlace=1),
+        "icc": png(rgb, icc_profile=icc),
+        "grey": png(rgb.convert("L")),
+        "palette": png(rgb.quantize(64)),
+        "palette_transparent": png(rgb.quantize(64), transparency=3),
+        "sixteen_bit": png(sixteen),
+    }
+
+
+def test_every_png_kind_gives_the_features_of_its_pillow_decode(root, raw):
+    """libvips decodes 8-bit RGB/RGBA PNGs, Pillow the rest: either way the hashes, scores and tile
+    digests are those of Pillow's decode and of `tile_bytes`."""
+    settings = Settings(root=root, min_pixels=50 * 50, clean_workers=1, nsfw_batch=4)
+    variants = {name: raw.put_media(data) for name, data in _png_variants().items()}
+    keys = [(sha, tile) for sha in variants.values() for tile in (0, 1, 4)]
+    out = FeatureStore(raw.store, settings).compute(keys, raw)
+    scorer = get_scorer("open_nsfw")
+    for name, sha in variants.items():
+        data = raw.read_media(sha)
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+            for tile in (0, 1, 4):
+                features, crop = out[(sha, tile)], crop_tile(image, tile)
+                assert features.decision == "keep", name
+                assert features.phash == int(str(imagehash.phash(crop)), 16), name
+                (score,) = scorer.score(scorer.prepare(crop)[None])
+                assert abs(features.nsfw_score - float(score)) < 1e-6, name
+                if tile:
+                    stored = tile_bytes(data, tile)
+                    assert features.member == (hashlib.sha256(stored).hexdigest(), len(stored), "png"), name

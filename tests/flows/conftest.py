@@ -1,6 +1,5 @@
-"""Fixtures of the flow tests: one real `prefect server start` for the whole session, the Discord
-emulator with small channels (generated files cached for the session), and one scrape of it that
-several tests read."""
+"""Fixtures of the flow tests: the bot token in the environment and one scrape of the emulator that
+several tests read (the Prefect server and emulator cache come from tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -14,35 +13,11 @@ from flows_kit import (
     PrefectServer,
     Scraped,
     dataset_files,
-    drain_prefect_workers,
     emulator_config,
     flow_settings,
-    start_prefect_server,
-    stop,
 )
 
 from midshard.collectors.emulator import running_emulator
-
-
-@pytest.fixture(scope="session")
-def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:
-    """A real Prefect server on 127.0.0.1 (scheduler on) that this process and its children use.
-
-    Prefect reads its settings once, at import: the URL goes into the live settings context for
-    this process and into the environment for the processes it starts (Dask workers, the CLI).
-    """
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    server = start_prefect_server(tmp_path_factory.mktemp("prefect-server"))
-    previous = os.environ.get("PREFECT_API_URL")
-    os.environ["PREFECT_API_URL"] = server.api_url
-    try:
-        with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
-            yield server
-            drain_prefect_workers()  # queued logs/events, else they retry a dead server at exit
-    finally:
-        os.environ["PREFECT_API_URL"] = previous or ""
-        stop(server.process)
 
 
 @pytest.fixture(scope="session")
@@ -51,12 +26,6 @@ def bot_token() -> Iterator[str]:
     os.environ["DISCORD_BOT_TOKEN"] = TOKEN
     yield TOKEN
     os.environ.pop("DISCORD_BOT_TOKEN", None)
-
-
-@pytest.fixture(scope="session")
-def emulator_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Generated files shared by every emulator of the session (same seed, same bytes)."""
-    return tmp_path_factory.mktemp("emulator-cache")
 
 
 @pytest.fixture(scope="session")
