@@ -26,7 +26,7 @@ SAMPLE_FIELDS: dict[str, tuple[type, str]] = {
     "error_message": (str, 'always "" (img2dataset compatibility)'),
     "width": (int, "pixels, from the image header"),
     "height": (int, "pixels, from the image header"),
-    "original_width": (int, "= width: images are never resized or re-encoded"),
+    "original_width": (int, "= width: images are never resized (grid tiles are lossless crops)"),
     "original_height": (int, "= height"),
     "sha256": (str, "hex sha256 of the image member's bytes"),
     # provenance
