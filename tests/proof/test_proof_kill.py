@@ -33,7 +33,7 @@ SEQUENCES = {
         "page_fetched:1",  # a page arrived, no batch written
         "batch_unrenamed:1",  # mid-rename of a batch
         "batch_committed:1",  # a batch in place, its cursor not moved
-        "batch_committed:1",  # the other channel's
+        "page_fetched:2",  # resumed: both channels page again (their batch writes may overlap)
         "media_body:7",  # mid-download
         "media_stored:6",  # media stored, journal line missing
         "results_written:1",  # a batch's results written, journal not removed
