@@ -46,7 +46,7 @@ from cleaners_media.synthetic import encode, natural_pixels
 from dedup import import_imagededup  # bench/dedup.py: imagededup's import workaround
 
 from midshard.cleaners.features import FeatureStore, shutdown_pool
-from midshard.collectors.raw_store import RawStore
+from midshard.raw_store import RawStore
 from midshard.settings import Settings
 from midshard.store import Store
 

@@ -45,7 +45,7 @@ from _common import BENCH_TOKEN, EmulatorProcess, emit, emulator
 
 from midshard.collectors.collect import collect_histories
 from midshard.collectors.media import AttachmentRef, MediaDownloader, plan_downloads
-from midshard.collectors.raw_store import RawStore
+from midshard.raw_store import RawStore
 from midshard.settings import Settings
 from midshard.store import Store
 

@@ -112,7 +112,7 @@ class MediaContext:
     def __init__(self, root: str, settings: Settings) -> None:
         from midshard.cleaners.features import FeatureStore
         from midshard.cleaners.pipeline import DecisionStore
-        from midshard.collectors.raw_store import RawStore, parse_batch_name
+        from midshard.raw_store import RawStore, parse_batch_name
         from midshard.store import Store
 
         store = Store(root)

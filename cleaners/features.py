@@ -49,8 +49,8 @@ from midshard.cleaners.images import (
     source_decision,
 )
 from midshard.cleaners.nsfw import NsfwScorer, get_scorer, scorer_id
-from midshard.collectors.killpoints import kill_point
-from midshard.collectors.raw_store import RawStore
+from midshard.killpoints import kill_point
+from midshard.raw_store import RawStore
 from midshard.records import Decision, Reason
 from midshard.settings import Settings
 from midshard.store import Store

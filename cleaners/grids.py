@@ -18,7 +18,7 @@ import PIL
 from PIL import Image, features
 
 from midshard.cleaners.images import read_header
-from midshard.collectors.raw_store import RawStore
+from midshard.raw_store import RawStore
 from midshard.records import Decision, Rejection, Sample
 from midshard.settings import Settings
 

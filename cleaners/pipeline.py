@@ -39,8 +39,8 @@ from midshard.cleaners.steps import (
     run_steps,
     stored,
 )
-from midshard.collectors.killpoints import kill_point
-from midshard.collectors.raw_store import RawStore
+from midshard.killpoints import kill_point
+from midshard.raw_store import RawStore
 from midshard.records import Decision, Kind, Reason, Rejection, Sample, drop
 from midshard.settings import Settings
 from midshard.store import Store

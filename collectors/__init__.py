@@ -1,1 +1,1 @@
-"""Collectors: Discord history and media into the lossless raw store (and the Discord emulator)."""
+"""Collectors: Discord history and media (or DiscordChatExporter exports) into the lossless raw store."""

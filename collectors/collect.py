@@ -30,10 +30,10 @@ from rich.console import Console
 from rich.live import Live
 
 from midshard.collectors.history import PAGE_SIZE, DiscordError, DiscordSession, LinkRefresher, snowflake_at
-from midshard.collectors.killpoints import kill_point
 from midshard.collectors.media import MediaDownloader, Refresh, plan_downloads
-from midshard.collectors.raw_store import ERRORS, AttachmentResult, RawStore
 from midshard.collectors.token import TokenError, resolve_token
+from midshard.killpoints import kill_point
+from midshard.raw_store import ERRORS, AttachmentResult, RawStore
 from midshard.settings import Settings
 from midshard.store import Store
 

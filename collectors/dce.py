@@ -26,13 +26,14 @@ from pathlib import Path
 from midshard.collectors.collect import CollectStats, download_batch
 from midshard.collectors.history import PAGE_SIZE, DiscordSession, LinkRefresher
 from midshard.collectors.media import MediaDownloader, Refresh, attachment_refs, is_http
-from midshard.collectors.raw_store import RawStore, parse_batch_name
 from midshard.collectors.token import resolve_token
+from midshard.errors import MidshardError
+from midshard.raw_store import RawStore, parse_batch_name
 from midshard.settings import Settings
 from midshard.store import Store
 
 
-class ExportError(ValueError):
+class ExportError(MidshardError, ValueError):
     """A file that is not a usable DCE JSON export; the message names the file."""
 
 

@@ -20,7 +20,8 @@ from discord.http import Route
 from pydantic import SecretStr
 
 from midshard.collectors.media import AttachmentRef
-from midshard.collectors.token import CollectorError, redact
+from midshard.collectors.token import redact
+from midshard.errors import MidshardError
 from midshard.settings import Settings
 
 log = logging.getLogger("midshard.collect")
@@ -37,11 +38,11 @@ MISSING_CONTENT_WARNING = (
 )
 
 
-class LoginError(CollectorError):
+class LoginError(MidshardError):
     """The token was refused, or Discord could not be reached to check it."""
 
 
-class DiscordError(CollectorError):
+class DiscordError(MidshardError):
     """A failed API call (after discord.py's own retries), with its HTTP status and Discord code."""
 
     def __init__(self, message: str, status: int = 0, code: int = 0) -> None:
@@ -246,14 +247,14 @@ class LinkRefresher:
                     for ref, future in waiters:
                         try:
                             link = fresh.get(url) or await self.session.attachment_url(ref)
-                        except CollectorError as exc:
+                        except MidshardError as exc:
                             _settle(future, exc)
                         else:
                             _settle(future, link)
             finally:  # whatever happens, no downloader waits forever
                 for waiters in batch.values():
                     for _, future in waiters:
-                        _settle(future, CollectorError("the link refresh was interrupted"))
+                        _settle(future, MidshardError("the link refresh was interrupted"))
 
 
 def _settle(future: asyncio.Future[str | None], outcome: str | BaseException | None) -> None:

@@ -23,9 +23,9 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import aiohttp
 
-from midshard.collectors.killpoints import kill_point
-from midshard.collectors.raw_store import AttachmentResult, RawStore
-from midshard.collectors.token import CollectorError
+from midshard.errors import MidshardError
+from midshard.killpoints import kill_point
+from midshard.raw_store import AttachmentResult, RawStore
 from midshard.settings import Settings
 
 CHUNK = 1 << 16
@@ -237,7 +237,7 @@ class MediaDownloader:
         assert self.refresh is not None
         try:
             link = await self.refresh(ref)
-        except CollectorError:
+        except MidshardError:
             raise _FailedError("refresh_failed") from None
         if link is None:
             raise _FailedError("gone")

@@ -4,7 +4,7 @@ The token is read from `DISCORD_BOT_TOKEN` (already a `SecretStr` in `Settings`)
 Secret block named by `Settings.token_block`. It only ever travels as a `SecretStr`; the one place it
 is unwrapped is `discord.Client.login`. Errors from discord.py and aiohttp carry the request (and
 with it the `Authorization` header) in their attributes, so the collectors never let them escape:
-they are replaced by a `CollectorError` whose text went through `redact`, raised `from None`.
+they are replaced by a `MidshardError` whose text went through `redact`, raised `from None`.
 """
 
 from __future__ import annotations
@@ -13,17 +13,14 @@ import os
 
 from pydantic import SecretStr
 
+from midshard.errors import MidshardError
 from midshard.settings import Settings
 
 REDACTED = "[token redacted]"
 TOKEN_ENV = "DISCORD_BOT_TOKEN"
 
 
-class CollectorError(RuntimeError):
-    """An error whose message is safe to print: it never contains the token."""
-
-
-class TokenError(CollectorError):
+class TokenError(MidshardError):
     """No usable token (none configured, or the Secret block could not be read)."""
 
 

@@ -62,15 +62,14 @@ def _collector_run(run: Callable[[], object], stats: CollectStats) -> None:
     import logging
 
     from midshard.collectors.collect import ProgressDisplay
-    from midshard.collectors.dce import ExportError
-    from midshard.collectors.token import CollectorError
+    from midshard.errors import MidshardError
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("discord").setLevel(logging.ERROR)  # its 429 notices are normal operation
     try:
         with ProgressDisplay(stats):
             run()
-    except (CollectorError, ExportError) as exc:
+    except MidshardError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     for line in stats.summary():
@@ -359,7 +358,7 @@ def demo(
 def _add_emulator() -> None:
     """`midshard emulator` / `midshard emulator truth`: options generated from EmulatorConfig (light
     import: pydantic + typer; the server, numpy and Pillow load only when a command runs)."""
-    from midshard.collectors.emulator.command import emulator_app
+    from midshard.emulator.command import emulator_app
 
     app.add_typer(emulator_app, name="emulator")
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
-from midshard.collectors.emulator import EmulatorConfig, running_emulator
+from midshard.emulator import EmulatorConfig, running_emulator
 from midshard.settings import Settings
 
 DEMO_TOKEN = "midshard-demo-token"  # the emulator's own token: it only opens the local emulator

@@ -34,11 +34,11 @@ from midshard.cleaners.grids import MediaReader  # noqa: E402
 from midshard.cleaners.pipeline import DecisionStore, decide, feature_keys, plan  # noqa: E402
 from midshard.cleaners.steps import funnel  # noqa: E402
 from midshard.collectors.collect import CollectStats, collect_histories, collect_media  # noqa: E402
-from midshard.collectors.dce import ExportError, import_exports  # noqa: E402
-from midshard.collectors.raw_store import RawStore  # noqa: E402
-from midshard.collectors.token import CollectorError  # noqa: E402
+from midshard.collectors.dce import import_exports  # noqa: E402
+from midshard.errors import MidshardError  # noqa: E402
 from midshard.flows.artifacts import Progress, publish_funnel, publish_report  # noqa: E402
 from midshard.flows.runners import default_runner, for_tasks, is_dask, task_runner  # noqa: E402
+from midshard.raw_store import RawStore  # noqa: E402
 from midshard.records import Decision, Rejection, Sample  # noqa: E402
 from midshard.settings import Settings  # noqa: E402
 from midshard.store import Store  # noqa: E402
@@ -69,7 +69,7 @@ def _transient(_task: object, _run: TaskRun, state: State) -> bool:
     """Retry condition: not for errors that would come back unchanged (no token, a broken export)."""
     try:
         state.result()
-    except (CollectorError, ExportError):
+    except MidshardError:
         return False
     except Exception:
         return True

@@ -22,11 +22,11 @@ from uuid import UUID
 import fsspec
 import pyarrow.parquet as pq
 
-from midshard.collectors.emulator import EmulatorConfig
-from midshard.collectors.emulator.server import Emulator
-from midshard.collectors.raw_store import RawStore
+from midshard.emulator import EmulatorConfig
+from midshard.emulator.server import Emulator
 from midshard.flows.pipeline import RunResult
 from midshard.flows.prefect_env import DEFAULTS
+from midshard.raw_store import RawStore
 from midshard.settings import Settings
 from midshard.store import Store
 

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from midshard.collectors.killpoints import kill_point
+from midshard.killpoints import kill_point
 from midshard.records import Rejection, Sample
 from midshard.settings import Settings
 from midshard.store import Store

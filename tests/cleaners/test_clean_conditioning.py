@@ -9,7 +9,7 @@ from mj_messages import USER_ID, api_message, attachment, snowflake, to_dce
 
 from midshard.cleaners.conditioning import Inheritance, Lineage, own_conditioning
 from midshard.cleaners.pipeline import downloadable_attachments, plan
-from midshard.collectors.raw_store import AttachmentResult, RawStore
+from midshard.raw_store import AttachmentResult, RawStore
 from midshard.records import Kind, candidate_key
 from midshard.settings import Settings
 from midshard.store import Store

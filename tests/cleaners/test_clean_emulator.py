@@ -15,9 +15,9 @@ import pytest
 from midshard.cleaners.conditioning import CONDITIONED_KINDS
 from midshard.cleaners.explain import explain_lines
 from midshard.cleaners.pipeline import clean, downloadable_attachments
-from midshard.collectors.emulator.config import EmulatorConfig
-from midshard.collectors.emulator.server import Emulator, running_emulator
-from midshard.collectors.raw_store import AttachmentResult, RawStore
+from midshard.emulator.config import EmulatorConfig
+from midshard.emulator.server import Emulator, running_emulator
+from midshard.raw_store import AttachmentResult, RawStore
 from midshard.settings import Settings
 from midshard.store import Store
 

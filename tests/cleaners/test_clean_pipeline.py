@@ -17,7 +17,7 @@ from PIL import Image
 
 from midshard.cleaners.explain import explain_lines
 from midshard.cleaners.pipeline import DecisionStore, clean, unsigned_url
-from midshard.collectors.raw_store import AttachmentResult, RawStore
+from midshard.raw_store import AttachmentResult, RawStore
 from midshard.records import candidate_key
 from midshard.settings import Settings
 from midshard.store import Store

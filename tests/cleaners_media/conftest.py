@@ -7,7 +7,7 @@ import zlib
 
 import pytest
 
-from midshard.collectors.raw_store import RawStore
+from midshard.raw_store import RawStore
 from midshard.settings import Settings
 from midshard.store import Store
 

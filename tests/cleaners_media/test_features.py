@@ -13,7 +13,7 @@ from PIL import Image, ImageCms
 from midshard.cleaners.features import FEATURES_DIR, PHASH_IMPL, Features, FeatureStore, shutdown_pool
 from midshard.cleaners.grids import crop_tile, tile_bytes
 from midshard.cleaners.nsfw import get_scorer, scorer_id
-from midshard.collectors.raw_store import RawStore
+from midshard.raw_store import RawStore
 from midshard.settings import Settings
 from midshard.store import Store
 

@@ -19,7 +19,7 @@ from midshard.cleaners import features as features_module
 from midshard.cleaners.features import FEATURES_DIR, FeatureStore
 from midshard.cleaners.grids import MediaReader, tile_boxes, tile_bytes
 from midshard.cleaners.pipeline import clean
-from midshard.collectors.raw_store import AttachmentResult, RawStore
+from midshard.raw_store import AttachmentResult, RawStore
 from midshard.records import candidate_key
 from midshard.settings import Settings
 from midshard.store import Store

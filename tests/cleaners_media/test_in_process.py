@@ -11,7 +11,7 @@ from PIL import Image
 
 from midshard.cleaners.features import FeatureStore
 from midshard.cleaners.nsfw import get_scorer
-from midshard.collectors.raw_store import RawStore
+from midshard.raw_store import RawStore
 from midshard.settings import Settings
 from midshard.store import Store
 

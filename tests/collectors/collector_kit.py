@@ -9,8 +9,8 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from midshard.collectors.emulator import EmulatorConfig, running_emulator
-from midshard.collectors.emulator.server import Emulator
+from midshard.emulator import EmulatorConfig, running_emulator
+from midshard.emulator.server import Emulator
 from midshard.settings import Settings
 
 TOKEN = "emu-Tok3n.Never-Printed_8f2c91"

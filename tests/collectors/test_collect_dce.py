@@ -14,8 +14,8 @@ from pydantic import SecretStr
 from typer.testing import CliRunner
 
 from midshard.collectors.dce import ExportError, import_exports, read_export
-from midshard.collectors.raw_store import RawStore
 from midshard.flows.cli import app
+from midshard.raw_store import RawStore
 from midshard.settings import Settings
 from midshard.store import Store
 

@@ -13,7 +13,7 @@ from rich.console import Console
 
 from midshard.collectors.collect import CollectStats, ProgressDisplay, collect
 from midshard.collectors.history import lacks_message_content, snowflake_at
-from midshard.collectors.raw_store import AttachmentResult, RawStore
+from midshard.raw_store import AttachmentResult, RawStore
 from midshard.store import Store
 
 MESSAGES_ROUTE = "GET /channels/{channel_id}/messages"

@@ -12,10 +12,10 @@ from collector_kit import TOKEN, collect_settings, emulator_config, running
 from pydantic import SecretStr
 
 from midshard.collectors.collect import collect_history, collect_media
-from midshard.collectors.emulator.faults import Faults
 from midshard.collectors.history import DiscordSession, LinkRefresher
 from midshard.collectors.media import MediaDownloader, attachment_refs
-from midshard.collectors.raw_store import AttachmentResult, RawStore
+from midshard.emulator.faults import Faults
+from midshard.raw_store import AttachmentResult, RawStore
 from midshard.settings import Settings
 from midshard.store import Store
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from midshard.collectors.raw_store import AttachmentResult, RawStore
+from midshard.raw_store import AttachmentResult, RawStore
 from midshard.store import Store
 
 CHANNEL = 42

@@ -14,9 +14,9 @@ import pytest
 from collector_kit import TOKEN, collect_settings, emulator_config, files_under, running
 
 from midshard.collectors.collect import collect
-from midshard.collectors.emulator.server import Emulator
+from midshard.emulator.server import Emulator
 
-# (kill point, which hit): see collectors/killpoints.py
+# (kill point, which hit): see midshard/killpoints.py
 KILLS = [
     ("page_fetched", 2),  # mid-page
     ("batch_unrenamed", 2),  # mid-rename

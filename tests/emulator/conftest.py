@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from midshard.collectors.emulator import EmulatorConfig, running_emulator
-from midshard.collectors.emulator.server import Emulator
+from midshard.emulator import EmulatorConfig, running_emulator
+from midshard.emulator.server import Emulator
 
 
 @pytest.fixture

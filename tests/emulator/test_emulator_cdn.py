@@ -7,8 +7,8 @@ from urllib.parse import quote, unquote, urlsplit
 
 from emulator_client import fetch, fetch_all
 
-from midshard.collectors.emulator.cdn import GONE_TEXT
-from midshard.collectors.emulator.traffic import HOSTILE_NAMES
+from midshard.emulator.cdn import GONE_TEXT
+from midshard.emulator.traffic import HOSTILE_NAMES
 
 FAST = {"history_limit": 1000, "global_limit": 1000}
 

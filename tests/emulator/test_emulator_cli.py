@@ -13,8 +13,8 @@ from pathlib import Path
 import typer
 from emulator_client import fetch
 
-from midshard.collectors.emulator import EmulatorConfig, generate_truth
-from midshard.collectors.emulator.command import emulator_app
+from midshard.emulator import EmulatorConfig, generate_truth
+from midshard.emulator.command import emulator_app
 
 MIDSHARD = str(Path(sys.executable).parent / "midshard")
 

@@ -10,7 +10,7 @@ import discord
 import pytest
 from discord.http import Route
 
-from midshard.collectors.emulator.server import Emulator
+from midshard.emulator.server import Emulator
 
 
 def with_client(emu: Emulator, body: Callable[[discord.Client], Awaitable[Any]]) -> Any:

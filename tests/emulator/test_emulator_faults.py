@@ -7,7 +7,7 @@ import asyncio
 import aiohttp
 from emulator_client import Reply, fetch, fetch_all
 
-from midshard.collectors.emulator import EmulatorConfig
+from midshard.emulator import EmulatorConfig
 
 FAST = {"history_limit": 10_000, "global_limit": 10_000}
 N = 300

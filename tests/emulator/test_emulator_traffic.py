@@ -8,12 +8,12 @@ from collections import Counter
 
 import pytest
 
-from midshard.collectors.emulator import EmulatorConfig, generate_truth, snowflakes
-from midshard.collectors.emulator.cdn import Signer
-from midshard.collectors.emulator.eras import FEATURES, default_version, has
-from midshard.collectors.emulator.messages import Renderer
-from midshard.collectors.emulator.traffic import Traffic
-from midshard.collectors.emulator.world import MIDJOURNEY_BOT_ID
+from midshard.emulator import EmulatorConfig, generate_truth, snowflakes
+from midshard.emulator.cdn import Signer
+from midshard.emulator.eras import FEATURES, default_version, has
+from midshard.emulator.messages import Renderer
+from midshard.emulator.traffic import Traffic
+from midshard.emulator.world import MIDJOURNEY_BOT_ID
 from midshard.records import candidate_key
 
 NOW = 1_760_000_000.0

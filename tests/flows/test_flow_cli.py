@@ -22,7 +22,7 @@ from flows_kit import (
 )
 from typer.testing import CliRunner
 
-from midshard.collectors.emulator import running_emulator
+from midshard.emulator import running_emulator
 from midshard.flows.cli import app
 
 MIDSHARD = [sys.executable, "-m", "midshard.flows.cli"]

@@ -19,7 +19,7 @@ from flows_kit import (
     flow_settings,
 )
 
-from midshard.collectors.emulator import running_emulator
+from midshard.emulator import running_emulator
 from midshard.flows.pipeline import rebuild, scrape
 
 

@@ -14,7 +14,7 @@ import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
-from midshard.collectors.emulator.server import Emulator
+from midshard.emulator.server import Emulator
 from midshard.flows.prefect_env import DEFAULTS
 
 # Distinctive, and changed by URL and base64 encoding, so every form of it can be searched for.

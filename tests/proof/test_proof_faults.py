@@ -21,11 +21,11 @@ from proof_kit import TOKEN, tar_keys
 from pydantic import SecretStr
 
 from midshard.collectors.collect import collect
-from midshard.collectors.emulator import EmulatorConfig, running_emulator
-from midshard.collectors.emulator.faults import Faults
-from midshard.collectors.emulator.server import Emulator
-from midshard.collectors.emulator.traffic import HOSTILE_NAMES
-from midshard.collectors.raw_store import RawStore
+from midshard.emulator import EmulatorConfig, running_emulator
+from midshard.emulator.faults import Faults
+from midshard.emulator.server import Emulator
+from midshard.emulator.traffic import HOSTILE_NAMES
+from midshard.raw_store import RawStore
 from midshard.settings import Settings
 from midshard.store import Store
 

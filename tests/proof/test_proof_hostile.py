@@ -22,8 +22,8 @@ from flows_kit import PrefectServer, kept_keys, rejected_decisions
 from PIL import Image
 from typer.testing import CliRunner
 
-from midshard.collectors.raw_store import RawStore
 from midshard.flows.cli import app
+from midshard.raw_store import RawStore
 from midshard.records import candidate_key
 from midshard.settings import MIDJOURNEY_BOT_ID, Settings
 from midshard.store import Store

@@ -17,15 +17,15 @@ import pytest
 from flows_kit import PrefectServer, emulator_config
 from proof_kit import TOKEN, Run, cli_env, files_under, leaks, run_cli, scrape_args
 
-from midshard.collectors.emulator import running_emulator
-from midshard.collectors.emulator.server import Emulator
+from midshard.emulator import running_emulator
+from midshard.emulator.server import Emulator
 
 pytestmark = pytest.mark.prefect
 
 # Small shards and feature batches, so that there are several of each to be killed between.
 OPTIONS = ("--set", "shard_max_count=8", "--set", "clean_batch=12")
 RANDOM_KILLS = random.Random(20261206)
-# Kill points (label:hit, see collectors/killpoints.py) in the order a run meets them; then
+# Kill points (label:hit, see midshard/killpoints.py) in the order a run meets them; then
 # seeded random moments (seconds after the flow run began), which can land anywhere, Prefect's
 # own bookkeeping included.
 SEQUENCES = {

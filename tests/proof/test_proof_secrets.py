@@ -14,8 +14,8 @@ from proof_kit import TOKEN, cli_env, leaks, run_cli, scrape_args
 from pydantic import SecretStr
 
 from midshard.collectors.collect import collect
-from midshard.collectors.emulator import running_emulator
 from midshard.collectors.history import LoginError
+from midshard.emulator import running_emulator
 from midshard.settings import Settings
 
 pytestmark = pytest.mark.prefect

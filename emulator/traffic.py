@@ -20,13 +20,13 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from random import Random
 
-from midshard.collectors.emulator import eras, images, prompts
-from midshard.collectors.emulator.config import EmulatorConfig
-from midshard.collectors.emulator.determinism import draw, rng
-from midshard.collectors.emulator.images import Media
-from midshard.collectors.emulator.prompts import Param, Prompt
-from midshard.collectors.emulator.snowflakes import make
-from midshard.collectors.emulator.world import MIDJOURNEY, Stream, User, World
+from midshard.emulator import eras, images, prompts
+from midshard.emulator.config import EmulatorConfig
+from midshard.emulator.determinism import draw, rng
+from midshard.emulator.images import Media
+from midshard.emulator.prompts import Param, Prompt
+from midshard.emulator.snowflakes import make
+from midshard.emulator.world import MIDJOURNEY, Stream, User, World
 
 # -- what a message is -----------------------------------------------------------------------------
 

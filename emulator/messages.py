@@ -17,10 +17,10 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import unquote
 
-from midshard.collectors.emulator import cdn, snowflakes
-from midshard.collectors.emulator.cdn import Signer
-from midshard.collectors.emulator.traffic import Attachment, Button, Embed, Interaction, Message, Traffic
-from midshard.collectors.emulator.world import MIDJOURNEY, Stream, User, World
+from midshard.emulator import cdn, snowflakes
+from midshard.emulator.cdn import Signer
+from midshard.emulator.traffic import Attachment, Button, Embed, Interaction, Message, Traffic
+from midshard.emulator.world import MIDJOURNEY, Stream, User, World
 
 Json = dict[str, Any]
 

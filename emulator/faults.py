@@ -8,8 +8,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-from midshard.collectors.emulator.config import EmulatorConfig
-from midshard.collectors.emulator.determinism import draw
+from midshard.emulator.config import EmulatorConfig
+from midshard.emulator.determinism import draw
 
 SERVER_ERRORS = (500, 502, 504)
 

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
-from midshard.collectors.emulator.config import EmulatorConfig
+from midshard.emulator.config import EmulatorConfig
 
 TRUTH_FIELDS = ("seed", "channels", "messages", "threads", "thread_messages", "gone_rate")
 CLI_TYPES: dict[str, Any] = {"token": str | None}  # a plain string on the command line
@@ -59,7 +59,7 @@ def serve_command(ctx: typer.Context, **options: Any) -> None:
     """Serve the emulator until Ctrl-C / SIGTERM (prints the base URL first)."""
     if ctx.invoked_subcommand is not None:
         return
-    from midshard.collectors.emulator.server import Emulator, serve
+    from midshard.emulator.server import Emulator, serve
 
     def announce(emulator: Emulator) -> None:
         print(f"midshard emulator serving {emulator.base_url}", flush=True)
@@ -93,7 +93,7 @@ def serve_command(ctx: typer.Context, **options: Any) -> None:
 )
 def truth_command(grow: int = 0, out: Path | None = None, **options: Any) -> None:
     """Write what midshard must decide about every served message, one JSON object per line."""
-    from midshard.collectors.emulator.truth import TruthBuilder
+    from midshard.emulator.truth import TruthBuilder
 
     lines = TruthBuilder(EmulatorConfig(**options)).lines(grow)
     with out.open("w", encoding="utf-8") if out is not None else _stdout() as sink:

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from midshard.collectors.emulator.determinism import digest64, draw
+from midshard.emulator.determinism import digest64, draw
 
 # Colour schemes without skin tones (no oranges/peaches, no red mixed with white).
 PALETTES = (

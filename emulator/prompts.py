@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, replace
 from random import Random
 
-from midshard.collectors.emulator import eras
+from midshard.emulator import eras
 
 # -- vocabulary ---------------------------------------------------------------------------------
 

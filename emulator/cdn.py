@@ -13,7 +13,7 @@ import math
 from collections.abc import Mapping
 from urllib.parse import quote, urlsplit
 
-from midshard.collectors.emulator.snowflakes import DISCORD_EPOCH_MS
+from midshard.emulator.snowflakes import DISCORD_EPOCH_MS
 
 ORIGINAL_PREFIX = ""  # {base}/attachments/...
 PROXY_PREFIX = "/media"  # {base}/media/attachments/... (media.discordapp.net on the real service)

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import overload
 
-from midshard.collectors.emulator import snowflakes
-from midshard.collectors.emulator.config import EmulatorConfig
-from midshard.collectors.emulator.determinism import digest64, draw, rng
-from midshard.collectors.emulator.snowflakes import date_ms
+from midshard.emulator import snowflakes
+from midshard.emulator.config import EmulatorConfig
+from midshard.emulator.determinism import digest64, draw, rng
+from midshard.emulator.snowflakes import date_ms
 
 TIME_START = date_ms(2022, 11, 10)
 TIME_END = date_ms(2025, 9, 30)

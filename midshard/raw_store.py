@@ -33,7 +33,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from midshard.collectors.killpoints import kill_point
+from midshard.killpoints import kill_point
 from midshard.store import TMP_SUFFIX, Store
 
 MESSAGES = "raw/messages"

@@ -2,7 +2,7 @@
 realistic, deterministic Midjourney channels together with the decisions midshard must make about
 them (docs/emulator.md).
 
-    from midshard.collectors.emulator import EmulatorConfig, running_emulator, generate_truth
+    from midshard.emulator import EmulatorConfig, running_emulator, generate_truth
 
 The server and generator modules (numpy, Pillow, aiohttp) load on first use, so importing the
 config stays cheap for the CLI.
@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from midshard.collectors.emulator.config import EmulatorConfig
+from midshard.emulator.config import EmulatorConfig
 
 if TYPE_CHECKING:
-    from midshard.collectors.emulator.server import Emulator, running_emulator, serve
-    from midshard.collectors.emulator.truth import generate_truth
+    from midshard.emulator.server import Emulator, running_emulator, serve
+    from midshard.emulator.truth import generate_truth
 
 __all__ = ["Emulator", "EmulatorConfig", "generate_truth", "running_emulator", "serve"]
 
@@ -32,5 +32,5 @@ def __getattr__(name: str) -> Any:
     if name in _LAZY:
         from importlib import import_module
 
-        return getattr(import_module(f"midshard.collectors.emulator.{_LAZY[name]}"), name)
+        return getattr(import_module(f"midshard.emulator.{_LAZY[name]}"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
-from midshard.collectors.emulator.snowflakes import MAX_STREAMS
+from midshard.emulator.snowflakes import MAX_STREAMS
 
 
 class EmulatorConfig(BaseModel):

@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from midshard.collectors.emulator.config import EmulatorConfig
-from midshard.collectors.emulator.faults import Faults
-from midshard.collectors.emulator.traffic import Attachment, Message, Traffic
+from midshard.emulator.config import EmulatorConfig
+from midshard.emulator.faults import Faults
+from midshard.emulator.traffic import Attachment, Message, Traffic
 from midshard.records import Reason, candidate_key
 from midshard.settings import Settings
 

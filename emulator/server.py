@@ -25,17 +25,17 @@ from typing import Any
 
 from aiohttp import web
 
-from midshard.collectors.emulator import cdn, snowflakes
-from midshard.collectors.emulator.cdn import Signer
-from midshard.collectors.emulator.config import EmulatorConfig
-from midshard.collectors.emulator.determinism import draw
-from midshard.collectors.emulator.faults import FaultPlan, Faults
-from midshard.collectors.emulator.images import Media, MediaStore
-from midshard.collectors.emulator.messages import Renderer
-from midshard.collectors.emulator.ratelimit import BanList, RateLimiter
-from midshard.collectors.emulator.traffic import Attachment, Traffic
-from midshard.collectors.emulator.truth import TruthBuilder
-from midshard.collectors.emulator.world import Stream, World
+from midshard.emulator import cdn, snowflakes
+from midshard.emulator.cdn import Signer
+from midshard.emulator.config import EmulatorConfig
+from midshard.emulator.determinism import draw
+from midshard.emulator.faults import FaultPlan, Faults
+from midshard.emulator.images import Media, MediaStore
+from midshard.emulator.messages import Renderer
+from midshard.emulator.ratelimit import BanList, RateLimiter
+from midshard.emulator.traffic import Attachment, Traffic
+from midshard.emulator.truth import TruthBuilder
+from midshard.emulator.world import Stream, World
 
 API_PREFIXES = ("/api/v10", "/api/v9")
 JSON_HEADERS = {"Content-Type": "application/json", "Via": "1.1 google"}

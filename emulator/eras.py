@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 
-from midshard.collectors.emulator.snowflakes import date_ms
+from midshard.emulator.snowflakes import date_ms
 
 # The first day each feature can appear in a channel.
 FEATURES: dict[str, int] = {
