@@ -2,8 +2,8 @@
 
 The emulator runs as its own process (`midshard emulator`), as Discord would: it never shares the
 benchmarked process's interpreter lock, and the process-tree memory of a run excludes it. Figures
-are printed as one JSON object; the machine's load is recorded with them because other jobs share
-this 2-core box.
+are printed as one JSON object; the machine's load is recorded with them because other jobs may
+share the cores.
 """
 
 from __future__ import annotations

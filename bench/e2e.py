@@ -42,7 +42,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import BENCH_TOKEN, TreeMemory, emit, emulator, linear_slope
+from _common import BENCH_TOKEN, MIB, TreeMemory, emit, emulator, linear_slope
 
 from midshard.collectors.collect import collect
 from midshard.settings import Settings
@@ -106,7 +106,7 @@ def worker(mode: str, root: str, api_base: str, channels: list[int]) -> dict[str
         for name in ("history_task", "media_task", "features_task"):
             setattr(pipeline, name, _Direct(getattr(pipeline, name), THREADS))
         pipeline.Progress = _NoProgress
-        pipeline.publish_funnel = pipeline.publish_report = lambda *_args: None
+        pipeline.publish_funnel = pipeline.publish_report = pipeline.publish_steps = lambda *_args: None
         result = pipeline._run(settings, "scrape")
     seconds = time.perf_counter() - started
     return {"seconds": round(seconds, 2), "funnel": result.funnel, "dataset": result.dataset}
@@ -134,11 +134,14 @@ def measured_run(mode: str, api_base: str, channels: list[int]) -> dict[str, Any
         if process.returncode != 0:
             raise RuntimeError(f"{mode} run failed:\n{errors[-3000:]}")
         result = json.loads(out.read_text())
-        media = list(Path(scratch, "data", "raw", "media").glob("*/*"))
+        media = [f.stat().st_size for f in Path(scratch, "data", "raw", "media").glob("*/*")]
+        shards = [f.stat().st_size for f in Path(scratch, "data", "dataset").glob("*.tar")]
     candidates = result["funnel"].get("candidates", 0)
     return {
         "mode": mode,
         "images": len(media),
+        "raw_media_mib": round(sum(media) / MIB, 1),  # what `docs/scale.md` sizes disks from
+        "shards_mib": round(sum(shards) / MIB, 1),
         "messages": result["funnel"].get("messages", 0),
         "candidates": candidates,
         "dataset": result["dataset"],

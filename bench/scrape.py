@@ -3,20 +3,28 @@
     python bench/scrape.py            # 20 channels x 2 450 messages (25 history requests each)
     python bench/scrape.py --quick    # 20 channels x 950 messages (10 requests each)
 
-One `midshard emulator` process per mode, with Discord's default limits (per-channel bucket of
-`history_limit` requests per `history_window` s on GET messages, `global_limit` requests/s per
-token). `midshard.collectors.collect.collect_histories` (history only, no media) pages every
+One `midshard emulator --prerender` process per mode, with Discord's default limits (per-channel
+bucket of `history_limit` requests per `history_window` s on GET messages, `global_limit`
+requests/s per token). `--prerender` encodes every message before the emulator announces itself,
+so a page costs the server only its assembly and link signing (~2 ms), as Discord's cost is not on
+our cores. `midshard.collectors.collect.collect_histories` (history only, no media) pages every
 channel concurrently on one discord.py client into a fresh raw store.
 
-The baseline is the limit itself: the least time the emulator's limiter lets these requests take.
-The buckets are fixed windows that open with a channel's first request, so r requests of one
-channel need at least (ceil(r / limit) - 1) x window seconds (and all channels' requests at least
-(ceil(R / global) - 1) s). fraction_of_allowed = that least time / measured wall time of the whole
-call (login and the last page's processing included, so the figure is conservative). Targets:
-fraction >= 0.9 and no 429 with honest headers; no ban in any mode. The lying-headers mode
-(2026 behaviour: message routes advertise 1000/999 remaining) reports its 429s. CPU per request
-of both processes is reported: at 20 requests/s their sum must stay well under the 2 cores (and
-under what other jobs leave of them) for the limit, not the CPU, to set the pace.
+The baseline is the limit itself: the least time the emulator's limiter lets these requests take,
+first to last. The buckets are fixed windows that open with a channel's first request, so r
+requests of one channel need at least (ceil(r / limit) - 1) x window seconds before its last
+window opens, and the last windows of all channels hold more requests than the global limit lets
+through in one second: 20 x 5 = 100 need one more second (all channels' requests together need at
+least ceil(R / global) - 1 s). fraction_of_allowed = that least time / the span the emulator
+measured from the first history page it served to the last: the achieved request rate against the
+allowed one. fraction_of_allowed_whole_call uses the wall time of the whole call
+instead; it also counts login and discord.py's habit of sleeping until the bucket resets inside
+the request that empties it, which delays the return of each channel's last page by up to one
+window (latency of the call, not request rate). Targets: fraction >= 0.9, no 429 with honest
+headers, no ban in any mode, and midshard's CPU per 100-message page (discord.py's JSON parsing,
+our JSON lines, gzip and the atomic write included) <= 8 ms. The lying-headers mode (2026
+behaviour: message routes advertise 1000/999 remaining) reports its 429s. Both processes' CPU per
+page is reported (process CPU time, robust to other jobs on the machine; wall times are not).
 """
 
 from __future__ import annotations
@@ -53,9 +61,17 @@ def allowed_rate(channels: int) -> float:
 
 
 def least_span(requests_per_channel: int, channels: int) -> float:
-    """The least seconds the fixed windows allow for these requests (first to last)."""
-    per_channel = (math.ceil(requests_per_channel / LIMITS["history_limit"]) - 1) * LIMITS["history_window"]
-    global_floor = math.ceil(requests_per_channel * channels / LIMITS["global_limit"]) - 1.0
+    """The least seconds the fixed windows allow for these requests (first to last).
+
+    A channel's last window opens (windows - 1) x window s after its first request; the last
+    windows of all channels then hold channels x (requests left for them) requests, which the
+    global limit (one fixed window per second) spreads over at least ceil(n / global) - 1 more
+    seconds. Over the whole run, the global limit alone needs ceil(all / global) - 1 s."""
+    limit, window, per_second = LIMITS["history_limit"], LIMITS["history_window"], LIMITS["global_limit"]
+    windows = math.ceil(requests_per_channel / limit)
+    last_window = channels * (requests_per_channel - (windows - 1) * limit)
+    per_channel = (windows - 1) * window + math.ceil(last_window / per_second) - 1
+    global_floor = math.ceil(requests_per_channel * channels / per_second) - 1.0
     return max(per_channel, global_floor)
 
 
@@ -65,7 +81,8 @@ def _cpu(process: psutil.Process) -> float:
 
 
 def run_mode(messages: int, lying: bool) -> dict[str, Any]:
-    with emulator(channels=CHANNELS, messages=messages, lying_headers=lying, **LIMITS) as emu:
+    options = {"channels": CHANNELS, "messages": messages, "lying_headers": lying, "prerender": True}
+    with emulator(**options, **LIMITS) as emu:
         with tempfile.TemporaryDirectory(prefix="midshard-bench-scrape-") as root:
             settings = Settings(root=root, api_base=emu.api_base, channels=emu.channel_ids)
             stats = CollectStats()
@@ -79,18 +96,21 @@ def run_mode(messages: int, lying: bool) -> dict[str, Any]:
     refused = sum(limited.values())
     history_ok = served["routes"].get(MESSAGES_ROUTE, 0) - refused
     per_channel = messages // PAGE_SIZE + 1  # full pages, then the short (or empty) one that ends it
-    span = least_span(per_channel, CHANNELS)
+    least = least_span(per_channel, CHANNELS)
+    first, last = served["history_pages_between"]
     return {
         "wall_s": round(wall, 2),
+        "span_s": round(last - first, 2),
         "messages": stats.messages,
         "history_requests": history_ok,
         "expected_history_requests": per_channel * CHANNELS,
-        "requests_per_s": round(history_ok / wall, 2),
-        "least_span_s": span,
-        "fraction_of_allowed": round(span / wall, 3),
-        "cpu_ms_per_request": {
-            "midshard": round(1000 * cpu / history_ok, 1),
-            "emulator": round(1000 * server_cpu / history_ok, 1),
+        "requests_per_s": round(history_ok / (last - first), 2),
+        "least_span_s": least,
+        "fraction_of_allowed": round(least / (last - first), 3),
+        "fraction_of_allowed_whole_call": round(least / wall, 3),
+        "cpu_ms_per_page": {
+            "midshard": round(1000 * cpu / history_ok, 2),
+            "emulator": round(1000 * server_cpu / history_ok, 2),
         },
         "rate_limited_429": limited,
         "bans": served["bans"],
@@ -103,7 +123,7 @@ def run_mode(messages: int, lying: bool) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--quick", action="store_true", help="15 requests per channel instead of 25 (< 1 min)"
+        "--quick", action="store_true", help="10 requests per channel instead of 25 (< 1 min)"
     )
     args = parser.parse_args()
     os.environ["DISCORD_BOT_TOKEN"] = BENCH_TOKEN
@@ -131,6 +151,7 @@ def main() -> None:
                 "fraction_of_allowed >= 0.9": fraction >= 0.9,
                 "honest 429s == 0": sum(honest["rate_limited_429"].values()) == 0,
                 "bans == 0 (every mode)": honest["bans"] == 0 and lying["bans"] == 0,
+                "midshard cpu_ms_per_page <= 8": honest["cpu_ms_per_page"]["midshard"] <= 8,
             },
         }
     )

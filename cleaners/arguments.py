@@ -3,7 +3,8 @@
 The rules are docs/parsing-rules.md section 5. The clean prompt is the text a text-to-image model
 was actually asked for: no leading image prompts or third-party proxy markers, no `--parameters`
 (also written with an em or en dash, any case), no `::` multi-prompt weights, no control
-characters. Parameters are kept as metadata under canonical names, values as written.
+characters, bidi controls or zero-width characters (docs/parsing-rules.md section 5 says which
+joiners stay). Parameters are kept as metadata under canonical names, values as written.
 
 The split is a fixpoint, so cleaning a clean prompt changes nothing: removing a weight or a control
 character can expose a new leading marker or a new `--` introducer (`a::--v 5`), so the split is
@@ -18,6 +19,17 @@ from dataclasses import dataclass, field
 
 # C0 and C1 control characters (NUL, tab, newline, DEL, ...): replaced by spaces before anything else.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# Invisible characters that change how text is shown, never what it says, removed: the bidi
+# controls (ALM, LRM, RLM, the embeddings, overrides and isolates), zero-width space, word joiner,
+# the invisible math operators and the BOM / zero-width no-break space.
+_INVISIBLE = "\u061c\u200b\u200e\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff"
+# Zero-width non-joiner and joiner change what text is only between two characters that can join:
+# emoji sequences (woman + ZWJ + laptop is one emoji), Persian half-spaces, Indic conjuncts, all
+# non-ASCII. Anywhere else (in an ASCII word, next to a space, another joiner or an invisible
+# character, at an end) they only hide, and are removed too. One pass; what stays has neighbours
+# that stay, so a second pass changes nothing.
+_JOINABLE = f"[^\\x00-\\x7f\\s\u200c\u200d{_INVISIBLE}]"
+_HIDDEN = re.compile(f"[{_INVISIBLE}]|(?<!{_JOINABLE})[\u200c\u200d]|[\u200c\u200d](?!{_JOINABLE})")
 _SPACES = re.compile(r"\s+")
 # A parameter introducer: `--`, em dash or en dash, at the start or after whitespace, then a letter.
 INTRODUCER = re.compile(r"(?:(?<=\s)|^)(?:--|—|–)(?=[A-Za-z])")
@@ -31,7 +43,8 @@ _URL_TOKEN = rf"<?(?P<url>https?://[^\s<>]+?)>?(?:::{_NUMBER})?>?"
 _LEADING = re.compile(rf"\s*(?:(?P<marker>\[\d+\]|<#[0-9A-Za-z]+#>|<<<[^<>\s]+>>>)|{_URL_TOKEN}(?=\s|<|$))")
 _URL_VALUE = re.compile(rf"{_URL_TOKEN}$")
 
-# Alias -> canonical name (midjourney_format.md section 5). Canonical names map to themselves.
+# Alias -> canonical name (Midjourney's parameter list, docs.midjourney.com); canonical names map
+# to themselves.
 ALIASES: dict[str, str] = {
     "ar": "aspect",
     "v": "version",
@@ -76,6 +89,8 @@ def canonical_name(name: str) -> str:
 def split_prompt(raw: str) -> Arguments:
     """Clean prompt, parameters and image URLs of the text between the `**` markers."""
     text = _CONTROL.sub(" ", raw)
+    if not text.isascii():  # an O(1) test: most prompts are ASCII
+        text = _HIDDEN.sub("", text)
     urls: list[str] = []
     pairs: list[tuple[str, str]] = []  # (name as written, value) in order
     while True:

@@ -1,9 +1,9 @@
-"""Step 16: perceptual near-duplicates, earliest key wins, against everything kept so far.
+"""`near_duplicate`: perceptual near-duplicates, earliest key wins, against everything kept so far.
 
 A candidate duplicates a kept image when their 64-bit `imagehash.phash` values differ in at most
 `phash_radius` bits, or in at most `phash_confirm_radius` bits and their dHash values in at most
-`dhash_confirm` bits (shared/reference/dedup.md §2.5: 6 catches every re-encode, rescale and small
-crop with ~270 chance pairs at 4.7 M images; 8 is ~14 k chance pairs, so it needs the second hash).
+`dhash_confirm` bits (6 catches every re-encode, rescale and small crop with ~270 chance pairs at
+4.7 M images; 8 gives ~14 k chance pairs, so it needs the second hash: see docs/cleaning-media.md).
 
 Candidates are decided in key order (keys sort by time) and only ever match *survivors*: images
 kept by earlier runs (passed in) and earlier candidates that were kept. A candidate is dropped as
@@ -13,10 +13,20 @@ hashing, `cleaners/mih.py`), so the result is the same as comparing against ever
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
 import numpy as np
 
-from midshard.cleaners.mih import MIHIndex, all_pairs, as_hashes
+from midshard.cleaners.steps import Candidate, Needs, Step
+from midshard.records import KEEP, Decision, Reason, drop
 from midshard.settings import Settings
+
+if TYPE_CHECKING:
+    from midshard.cleaners.mih import MIHIndex
+
+KEY_DTYPE = "S23"  # candidate keys are 23 ASCII digits: fixed-width bytes, no Python object per key
 
 # New survivors are searched by brute force until there are this many, then merged into the index:
 # a run called once per batch costs O(batch × this) per call plus an index rebuild every so often.
@@ -25,22 +35,65 @@ MERGE_AT = 65_536
 BRUTE_FORCE_LIMIT = 50_000_000
 
 
+@dataclass(frozen=True, slots=True)
+class KeptHashes:
+    """Keys and hashes of every candidate screened and not a duplicate (dedup compares with them)."""
+
+    keys: np.ndarray  # KEY_DTYPE
+    phash: np.ndarray  # uint64
+    dhash: np.ndarray  # uint64
+
+    @classmethod
+    def empty(cls) -> KeptHashes:
+        return cls(np.zeros(0, KEY_DTYPE), np.zeros(0, np.uint64), np.zeros(0, np.uint64))
+
+
+class KeptIndex(Protocol):
+    """What the dedup step asks: for each candidate, the kept key it duplicates (or None)."""
+
+    def run(self, keys: list[str], phash: np.ndarray, dhash: np.ndarray) -> list[str | None]: ...
+
+
+class NearDuplicate(Step):
+    """A near-duplicate of an image screened and kept earlier is dropped."""
+
+    name, reasons, needs = "near_duplicate", (Reason.DUPLICATE,), Needs.FEATURES | Needs.KEPT_INDEX
+
+    def __init__(self, settings: Settings, index: KeptIndex | None) -> None:
+        super().__init__(settings)
+        self.index = index  # None where nothing reaches this step (no features: explain, downloads)
+
+    def __call__(self, candidate: Candidate) -> Decision:
+        return self.run([candidate])[0]
+
+    def run(self, candidates: Sequence[Candidate]) -> list[Decision]:
+        features = [c.features for c in candidates]
+        assert self.index is not None and all(f is not None for f in features)
+        duplicates = self.index.run(
+            [c.key for c in candidates],
+            np.array([f.phash for f in features], dtype=np.uint64),
+            np.array([f.dhash for f in features], dtype=np.uint64),
+        )
+        return [KEEP if of is None else drop(Reason.DUPLICATE, of) for of in duplicates]
+
+
 class NearDuplicateFilter:
     """The kept set (keys + pHash + dHash) and the greedy earliest-wins filter over new candidates."""
 
-    def __init__(
-        self, settings: Settings, kept_keys: list[str], kept_phash: np.ndarray, kept_dhash: np.ndarray
-    ) -> None:
-        if not len(kept_keys) == len(kept_phash) == len(kept_dhash):
-            raise ValueError("kept_keys, kept_phash and kept_dhash differ in length")
+    def __init__(self, settings: Settings, kept: KeptHashes | None = None) -> None:
+        from midshard.cleaners.mih import as_hashes  # numba: loaded only where dedup runs
+
+        kept = kept or KeptHashes.empty()
+        if not len(kept.keys) == len(kept.phash) == len(kept.dhash):
+            raise ValueError("kept keys, pHashes and dHashes differ in length")
         self.phash_radius = settings.phash_radius
         self.confirm_radius = settings.phash_confirm_radius
         self.dhash_confirm = settings.dhash_confirm
         self.radius = max(self.phash_radius, self.confirm_radius)
         self.threads = settings.clean_workers or None
-        self._keys = np.asarray(kept_keys, dtype=object)
-        self._phash = as_hashes(kept_phash)
-        self._dhash = as_hashes(kept_dhash)
+        self._keys = np.asarray(kept.keys, dtype=KEY_DTYPE)
+        self._phash = as_hashes(kept.phash)
+        self._dhash = as_hashes(kept.dhash)
         self._index: MIHIndex | None = None  # over the first `len(self._index)` kept entries
 
     def __len__(self) -> int:
@@ -48,7 +101,7 @@ class NearDuplicateFilter:
 
     @property
     def kept_keys(self) -> list[str]:
-        return self._keys.tolist()
+        return [key.decode() for key in self._keys.tolist()]
 
     def largest_buckets(self) -> list[int]:
         """Largest bucket per MIH table of the current index (a hot bucket means quadratic cost)."""
@@ -60,6 +113,8 @@ class NearDuplicateFilter:
             raise ValueError("keys, phash and dhash differ in length")
         if len(set(keys)) != len(keys):
             raise ValueError("duplicate candidate keys")
+        from midshard.cleaners.mih import as_hashes
+
         phash, dhash = as_hashes(phash), as_hashes(dhash)
         order = np.argsort(np.asarray(keys, dtype=str), kind="stable")  # fixed-width: a C sort
         sorted_keys = [keys[i] for i in order]
@@ -77,7 +132,7 @@ class NearDuplicateFilter:
                 result[j] = min(matches)
                 alive[j] = False
 
-        self._keys = np.concatenate([self._keys, np.asarray(sorted_keys, dtype=object)[alive]])
+        self._keys = np.concatenate([self._keys, np.asarray(sorted_keys, dtype=KEY_DTYPE)[alive]])
         self._phash = np.concatenate([self._phash, phash[alive]])
         self._dhash = np.concatenate([self._dhash, dhash[alive]])
         aligned: list[str | None] = [None] * len(keys)
@@ -91,6 +146,8 @@ class NearDuplicateFilter:
 
     def _earliest_kept_matches(self, phash: np.ndarray, dhash: np.ndarray) -> dict[int, str]:
         """Candidate position -> earliest kept key it matches (kept = before this call)."""
+        from midshard.cleaners.mih import MIHIndex
+
         pending = len(self._keys) - (len(self._index) if self._index is not None else 0)
         if self._index is None or pending >= MERGE_AT or pending * len(phash) > BRUTE_FORCE_LIMIT:
             self._index = MIHIndex(self._phash, self.radius, self.threads) if len(self._phash) else None
@@ -108,13 +165,15 @@ class NearDuplicateFilter:
         d_distance = np.bitwise_count(dhash[new] ^ self._dhash[old])
         best: dict[int, str] = {}
         for i, j in found[self._is_match(p_distance, d_distance)].tolist():
-            key = self._keys[j]
+            key = self._keys[j].decode()
             if i not in best or key < best[i]:
                 best[i] = key
         return best
 
     def _earlier_candidate_matches(self, phash: np.ndarray, dhash: np.ndarray) -> dict[int, list[int]]:
         """Candidate position -> the earlier candidate positions it matches (within this call)."""
+        from midshard.cleaners.mih import all_pairs
+
         pairs = all_pairs(phash, self.radius, self.threads)
         first, second = pairs[:, 0], pairs[:, 1]
         p_distance = np.bitwise_count(phash[first] ^ phash[second])

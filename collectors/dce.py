@@ -4,13 +4,14 @@ The export's message objects are kept exactly as they are (camelCase, type names
 cleaners read both shapes), in batches of at most 100 per channel, and its header (guild, channel,
 dateRange, exportedAt, messageCount: every top-level field but `messages`) is kept under
 `raw/exports/<sha256 of the file>.json`. Both the 2023 shape and the current one are accepted, with
-or without a UTF-8 BOM. Every file is validated before anything is written, so a broken export
-gives an error naming it and imports nothing.
+or without a UTF-8 BOM. Every file is validated before anything is written (its JSON, its shape and
+every id in it: `history.id_problem`), so a broken export gives an error naming it and imports nothing.
 
 Messages go through the channel cursor like scraped ones: importing a file twice, or an export that
 overlaps what is stored, adds only the newer messages. With `media`, attachments are imported too:
 `--media` exports' local files (paths relative to the export, Windows separators) are read from
-disk, URL attachments are downloaded like API ones (an expired link needs a bot token to refresh).
+disk, URL attachments are downloaded like API ones, from the same hosts (`media_sources`: other
+hosts only when the user names them in `media_hosts`; an expired link needs a bot token to refresh).
 """
 
 from __future__ import annotations
@@ -23,13 +24,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from midshard.collectors.collect import CollectStats, download_batch
-from midshard.collectors.history import PAGE_SIZE, DiscordSession, LinkRefresher
-from midshard.collectors.media import MediaDownloader, Refresh, attachment_refs, is_http
+from midshard.collectors.collect import CollectStats
+from midshard.collectors.history import PAGE_SIZE, DiscordSession, LinkRefresher, id_problem, snowflake_text
+from midshard.collectors.media import MediaDownloader, Refresh, Select, attachment_refs, is_http
 from midshard.collectors.token import resolve_token
 from midshard.errors import MidshardError
 from midshard.raw_store import RawStore, parse_batch_name
 from midshard.settings import Settings
+from midshard.snowflakes import SnowflakeError, latest_valid
 from midshard.store import Store
 
 
@@ -44,10 +46,6 @@ class DceExport:
     channel_id: int
     header: dict  # every top-level field except `messages`, in file order
     messages: list[dict]  # as in the file, unique ids, ascending
-
-
-def _snowflake(value: object) -> bool:
-    return isinstance(value, str) and value.isdigit()
 
 
 def read_export(path: Path) -> DceExport:
@@ -77,18 +75,19 @@ def read_export(path: Path) -> DceExport:
     if missing:
         raise broken(f"missing {', '.join(missing)}")
     channel, messages = document["channel"], document["messages"]
-    if not isinstance(channel, dict) or not _snowflake(channel.get("id")):
-        raise broken("channel.id is missing or not a snowflake string")
+    if not isinstance(channel, dict):
+        raise broken("channel is not an object")
+    latest = latest_valid()
+    try:
+        channel_id = snowflake_text(channel.get("id"), "channel.id", latest)
+    except SnowflakeError as error:
+        raise broken(str(error)) from None
     if not isinstance(messages, list):
         raise broken("messages is not a list")
     for index, message in enumerate(messages):
-        if not isinstance(message, dict) or not _snowflake(message.get("id")):
-            raise broken(f"message #{index} has no snowflake id")
-        attachments = message.get("attachments", [])
-        if not isinstance(attachments, list) or not all(
-            isinstance(a, dict) and _snowflake(a.get("id")) for a in attachments
-        ):
-            raise broken(f"message {message['id']} has malformed attachments")
+        problem = id_problem(message, latest)
+        if problem is not None:
+            raise broken(f"message #{index}: {problem}")
     count = document.get("messageCount")
     if count is not None and count != len(messages):
         raise broken(f"messageCount is {count} but the file holds {len(messages)} messages (truncated?)")
@@ -96,16 +95,21 @@ def read_export(path: Path) -> DceExport:
     return DceExport(
         path=path,
         sha256=hashlib.sha256(data).hexdigest(),
-        channel_id=int(channel["id"]),
+        channel_id=channel_id,
         header={key: value for key, value in document.items() if key != "messages"},
         messages=sorted(unique.values(), key=lambda m: int(m["id"])),
     )
 
 
 def import_exports(
-    settings: Settings, paths: Iterable[Path], media: bool = False, stats: CollectStats | None = None
+    settings: Settings,
+    paths: Iterable[Path],
+    media: bool = False,
+    stats: CollectStats | None = None,
+    select: Select | None = None,
 ) -> CollectStats:
-    """Import DCE exports into `settings.root`; all files are validated first (`ExportError`)."""
+    """Import DCE exports into `settings.root`; all files are validated first (`ExportError`).
+    With `media`, `select` picks the attachments worth fetching (see `MediaDownloader`)."""
     exports = [read_export(Path(p)) for p in paths]
     exports.sort(key=lambda e: (e.channel_id, int(e.messages[0]["id"]) if e.messages else 0))
     stats = stats or CollectStats()
@@ -113,7 +117,7 @@ def import_exports(
     for export in exports:
         _import_messages(raw, export, stats)
     if media:
-        asyncio.run(_import_media(settings, raw, exports, stats))
+        asyncio.run(_import_media(settings, raw, exports, stats, select))
     return stats
 
 
@@ -128,7 +132,7 @@ def _import_messages(raw: RawStore, export: DceExport, stats: CollectStats) -> N
         chunk = new[start : start + PAGE_SIZE]
         raw.write_message_batch(channel_id, chunk)
         raw.set_cursor(channel_id, int(chunk[-1]["id"]))
-        stats.on_batch(len(chunk))
+        stats.on_batch(channel_id, len(chunk))
 
 
 def _media_batches(raw: RawStore, export: DceExport) -> list[str]:
@@ -138,7 +142,7 @@ def _media_batches(raw: RawStore, export: DceExport) -> list[str]:
 
 
 async def _import_media(
-    settings: Settings, raw: RawStore, exports: list[DceExport], stats: CollectStats
+    settings: Settings, raw: RawStore, exports: list[DceExport], stats: CollectStats, select: Select | None
 ) -> None:
     for export in exports:
         raw.drop_stale_journals(export.channel_id)
@@ -155,6 +159,7 @@ async def _import_media(
         if token is not None:
             session = await stack.enter_async_context(DiscordSession(settings, token))
             refresh = LinkRefresher(session)
-        downloader = await stack.enter_async_context(MediaDownloader(settings, raw, refresh, stats.on_result))
+        downloader = MediaDownloader(settings, raw, refresh, stats.on_result, select)
+        await stack.enter_async_context(downloader)
         for export, path in work:
-            await download_batch(downloader, export.channel_id, path, export_dir=export.path.parent)
+            await downloader.download_batch(export.channel_id, path, export_dir=export.path.parent)

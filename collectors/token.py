@@ -50,6 +50,16 @@ def resolve_token(settings: Settings) -> SecretStr | None:
     return SecretStr(text)
 
 
+def require_token(settings: Settings) -> SecretStr:
+    """The bot token, or a `TokenError` saying where to put it."""
+    token = resolve_token(settings)
+    if token is None:
+        raise TokenError(
+            "no bot token: set DISCORD_BOT_TOKEN (or Settings.token_block, a Prefect Secret block name)"
+        )
+    return token
+
+
 def redact(text: str, token: SecretStr | None) -> str:
     """`text` with every occurrence of the token replaced."""
     if token is None:

@@ -15,15 +15,15 @@ from typing import TYPE_CHECKING, Any
 from midshard.emulator.config import EmulatorConfig
 
 if TYPE_CHECKING:
-    from midshard.emulator.server import Emulator, running_emulator, serve
+    from midshard.emulator.running import Emulator, running_emulator, serve
     from midshard.emulator.truth import generate_truth
 
 __all__ = ["Emulator", "EmulatorConfig", "generate_truth", "running_emulator", "serve"]
 
 _LAZY = {
-    "Emulator": "server",
-    "running_emulator": "server",
-    "serve": "server",
+    "Emulator": "running",
+    "running_emulator": "running",
+    "serve": "running",
     "generate_truth": "truth",
 }
 

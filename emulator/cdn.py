@@ -1,4 +1,5 @@
-"""Signed, expiring attachment URLs, as Discord's CDN issues them since 2024 (reference §3).
+"""Signed, expiring attachment URLs, as Discord's CDN issues them since 2024
+(Discord developer docs, Reference: Signed Attachment CDN URLs).
 
 `?ex=<hex expiry>&is=<hex issue time>&hm=<64-hex HMAC-SHA256>&`: the signature covers the decoded
 path plus `ex` and `is`, keyed by a per-seed secret, so a link cannot be extended or moved to another

@@ -59,7 +59,7 @@ def serve_command(ctx: typer.Context, **options: Any) -> None:
     """Serve the emulator until Ctrl-C / SIGTERM (prints the base URL first)."""
     if ctx.invoked_subcommand is not None:
         return
-    from midshard.emulator.server import Emulator, serve
+    from midshard.emulator.running import Emulator, serve
 
     def announce(emulator: Emulator) -> None:
         print(f"midshard emulator serving {emulator.base_url}", flush=True)

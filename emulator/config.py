@@ -29,6 +29,17 @@ class EmulatorConfig(BaseModel):
     )
     cache_dir: Path | None = Field(None, description="Directory for an on-disk cache of generated files.")
     cache_mb: int = Field(256, ge=0, description="In-memory cache of generated files, in MiB.")
+    prerender: bool = Field(
+        False,
+        description="Encode every message's JSON before serving (about 5 kB of memory each), so a "
+        "history page costs only its assembly and link signing (benchmarks).",
+    )
+    small_files: bool = Field(
+        False,
+        description="Serve every picture as a small JPEG (~40 kB for 1024x1024 instead of a ~1.8 MB "
+        "PNG, and 8x cheaper to make): same messages and decisions, for runs of tens of thousands "
+        "of images.",
+    )
 
     # -- rate limits ---------------------------------------------------------------------------
     history_limit: int = Field(5, ge=1, description="Requests per window of a channel's message routes.")
@@ -64,6 +75,12 @@ class EmulatorConfig(BaseModel):
     )
     fault_slow: float = Field(0.0, ge=0.0, le=1.0, description="Share of requests delayed by --slow-seconds.")
     slow_seconds: float = Field(2.0, ge=0.0, description="Delay of a slow response, in seconds.")
+    fault_dribble: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="Share of CDN responses whose body trickles (1 KiB per 0.1 s): no read timeout fires.",
+    )
     gone_rate: float = Field(
         0.0, ge=0.0, le=1.0, description="Share of attachments gone for good (CDN 404 even after refresh)."
     )

@@ -1,5 +1,5 @@
-"""Midjourney across time (reference midjourney_format.md §2, §5, §6): which model versions, features,
-mode tags and image sizes exist at a given date. The traffic generator asks this module instead of
+"""Midjourney across time (version and parameter pages of docs.midjourney.com): which model versions,
+features, mode tags and image sizes exist at a given date. The traffic generator asks this module instead of
 hard-coding dates, so every message is consistent with its snowflake timestamp."""
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ VERSIONS: tuple[tuple[int, str], ...] = (
     (date_ms(2025, 4, 3), "7"),
 )
 
-# Tile (= U-crop) sizes of v5+ grids, measured on real dumps (reference §6).
+# Tile (= U-crop) sizes of v5+ grids, measured on real Midjourney attachments.
 V5_TILES: dict[str, tuple[int, int]] = {
     "1:1": (1024, 1024),
     "16:9": (1456, 816),

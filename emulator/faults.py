@@ -5,13 +5,20 @@ requests; only the per-path attempt counter lives on the server.
 
 from __future__ import annotations
 
+import asyncio
+import socket
+import struct
 from collections import Counter
 from dataclasses import dataclass
+
+from aiohttp import web
 
 from midshard.emulator.config import EmulatorConfig
 from midshard.emulator.determinism import draw
 
 SERVER_ERRORS = (500, 502, 504)
+DRIBBLE_BYTES = 1024  # a dribbling body: this much ...
+DRIBBLE_PAUSE = 0.1  # ... every this many seconds, so a client's read timeout never fires
 
 
 @dataclass(frozen=True)
@@ -21,10 +28,11 @@ class FaultPlan:
     truncate: bool = False  # promise the full Content-Length, send part, then close
     delay: float = 0.0  # seconds before answering
     shared_429: bool = False  # API only: a 429 with scope "shared"
+    dribble: bool = False  # CDN only: the body trickles in small pieces
 
     def fired(self) -> list[str]:
         names = [("5xx", self.status is not None), ("reset", self.reset), ("truncate", self.truncate)]
-        names += [("slow", self.delay > 0), ("shared_429", self.shared_429)]
+        names += [("slow", self.delay > 0), ("shared_429", self.shared_429), ("dribble", self.dribble)]
         return [name for name, on in names if on]
 
 
@@ -56,8 +64,45 @@ class Faults:
         )
         delay = cfg.slow_seconds if self._fires("slow", path, attempt, cfg.fault_slow) else 0.0
         shared = api and status is None and self._fires("shared", path, attempt, cfg.shared_429_rate)
-        return FaultPlan(status, reset, truncate, delay, shared)
+        dribble = (
+            not api
+            and status is None
+            and not (reset or truncate)
+            and self._fires("dribble", path, attempt, cfg.fault_dribble)
+        )
+        return FaultPlan(status, reset, truncate, delay, shared, dribble)
 
     def gone(self, attachment_id: int) -> bool:
         """Attachments deleted for good: chosen by hashing the id, so the set never changes."""
         return self._fires("gone", "attachment", attachment_id, self.cfg.gone_rate)
+
+
+async def dribble(request: web.Request, full: web.Response) -> web.StreamResponse:
+    """Send `full` honestly but slowly, until it is done or the client gives up."""
+    body = bytes(full.body)  # type: ignore[arg-type]
+    response = web.StreamResponse(status=full.status, headers=full.headers)
+    response.content_length = len(body)
+    await response.prepare(request)
+    for start in range(0, len(body), DRIBBLE_BYTES):
+        await response.write(body[start : start + DRIBBLE_BYTES])
+        await asyncio.sleep(DRIBBLE_PAUSE)
+    return response
+
+
+async def broken_body(request: web.Request, full: web.Response, plan: FaultPlan) -> web.StreamResponse:
+    """Promise the whole body, send part of it, then reset (RST) or close (FIN) the connection."""
+    body = bytes(full.body)  # type: ignore[arg-type]
+    response = web.StreamResponse(status=full.status, headers=full.headers)
+    response.content_length = len(body)
+    await response.prepare(request)
+    await response.write(body[: len(body) // 3 if plan.reset else len(body) // 2])
+    transport = request.transport
+    if transport is not None:
+        if plan.reset:
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            transport.abort()
+        else:
+            transport.close()
+    return response

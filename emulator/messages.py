@@ -1,6 +1,7 @@
 """Discord JSON for the emulator's objects: the one place where payload shapes live.
 
-Field sets and key order follow real 2024-2025 payloads (reference discord_api.md §1.4-§1.5, §4.5):
+Field sets and key order follow real 2024-2025 payloads (Discord developer docs, Message resource,
+https://discord.com/developers/docs/resources/message) and discord.py's parser (`discord/message.py`):
 everything discord.py requires, plus what real messages carry (flags, components, interaction
 metadata, 2025 user fields). Attachment URLs are signed at render time, so every read hands out
 fresh links.
@@ -10,16 +11,19 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 from urllib.parse import unquote
 
+import orjson
+
 from midshard.emulator import cdn, snowflakes
 from midshard.emulator.cdn import Signer
-from midshard.emulator.traffic import Attachment, Button, Embed, Interaction, Message, Traffic
+from midshard.emulator.model import Attachment, Button, Embed, Interaction, Message
+from midshard.emulator.traffic import Traffic
 from midshard.emulator.world import MIDJOURNEY, Stream, User, World
 
 Json = dict[str, Any]
@@ -58,49 +62,76 @@ def _placeholder(attachment: Attachment) -> str:
     return base64.b64encode(digest).decode()
 
 
-UNSIGNED = "\ue000"  # where the signed query string goes in cached message JSON
-_UNSIGNED_URL = re.compile('/attachments/(\\d+)/(\\d+)/([^?"]*)\\?' + UNSIGNED)
+UNSIGNED = "\ue000"  # where the signed query string goes in a message's cached JSON
+_UNSIGNED_URL = re.compile(rb'/attachments/(\d+)/(\d+)/([^?"]*)\?' + UNSIGNED.encode())
+RENDER_CACHE = 16_384  # messages whose JSON is kept (~80 MB) unless everything is rendered ahead
+
+
+@dataclass(frozen=True, slots=True)
+class UnsignedJson:
+    """A message's JSON (UTF-8) cut where each attachment URL's query string goes: `pieces` has one
+    more element than `paths`, the decoded CDN path each query string signs."""
+
+    pieces: tuple[bytes, ...]
+    paths: tuple[str, ...]
+
+    @classmethod
+    def of(cls, data: bytes) -> UnsignedJson:
+        pieces, paths, start = [], [], 0
+        for match in _UNSIGNED_URL.finditer(data):
+            marker = match.end() - len(UNSIGNED.encode())
+            pieces.append(data[start:marker])
+            paths.append(cdn.attachment_path(int(match[1]), int(match[2]), unquote(match[3].decode())))
+            start = match.end()
+        pieces.append(data[start:])
+        return cls(tuple(pieces), tuple(paths))
 
 
 class Renderer:
     """Turns emulator objects into Discord JSON for clients of `base_url`.
 
-    A message's JSON never changes except for its attachment signatures, so pages are assembled
-    from cached JSON text with a marker where each query string goes, signed per request.
+    A message's JSON never changes except for its attachment signatures, so it is encoded once
+    (orjson) and cut where the query strings go; a page joins those pieces with queries signed for
+    the request. `render_all` fills the cache ahead of the first request (benchmarks).
     """
 
-    def __init__(self, world: World, traffic: Traffic, signer: Signer, base_url: str) -> None:
+    def __init__(
+        self, world: World, traffic: Traffic, signer: Signer, base_url: str, cache_all: bool = False
+    ) -> None:
         self.world = world
         self.traffic = traffic
         self.signer = signer
         self.base_url = base_url
-        self._text = lru_cache(maxsize=16_384)(self._unsigned_text)  # ~80 MB at most
+        self._json = lru_cache(maxsize=None if cache_all else RENDER_CACHE)(self._unsigned_json)
 
     # -- messages -----------------------------------------------------------------------------
 
     def page(self, stream: Stream, indices: Iterable[int], now: float) -> bytes:
         """A JSON array of these messages, with freshly signed attachment URLs."""
-        return self.sign("[" + ",".join(self._text(stream, index) for index in indices) + "]", now).encode()
+        queries: dict[str, bytes] = {}
+        parts = []
+        for index in indices:
+            unsigned = self._json(stream, index)
+            parts.append(b"," if parts else b"[")
+            parts.append(unsigned.pieces[0])
+            for path, piece in zip(unsigned.paths, unsigned.pieces[1:], strict=True):
+                query = queries.get(path)
+                if query is None:
+                    query = queries[path] = self.signer.query(path, now).encode()
+                parts += (query, piece)
+        return b"".join(parts or [b"["]) + b"]"
 
-    def _unsigned_text(self, stream: Stream, index: int) -> str:
-        payload = self.message(self.traffic.message(stream, index), None)
-        return json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+    def render_all(self, streams: Iterable[Stream], count: Callable[[Stream], int]) -> None:
+        """Encode the first `count(stream)` messages of every stream now."""
+        for stream in streams:
+            for index in range(count(stream)):
+                self._json(stream, index)
 
-    def sign(self, text: str, now: float) -> str:
-        """Replace every unsigned-URL marker with a query string valid from `now`."""
-        done: dict[str, str] = {}
-
-        def signed(match: re.Match[str]) -> str:
-            url = match.group(0)
-            if url not in done:
-                path = cdn.attachment_path(int(match[1]), int(match[2]), unquote(match[3]))
-                done[url] = url[: -len(UNSIGNED)] + self.signer.query(path, now)
-            return done[url]
-
-        return _UNSIGNED_URL.sub(signed, text)
+    def _unsigned_json(self, stream: Stream, index: int) -> UnsignedJson:
+        return UnsignedJson.of(orjson.dumps(self.message(self.traffic.message(stream, index), None)))
 
     def attachment(self, attachment: Attachment, channel_id: int, now: float | None) -> Json:
-        """Attachment JSON; with `now=None` its URLs carry the unsigned marker (see `sign`)."""
+        """Attachment JSON; with `now=None` its URLs carry the unsigned marker (see `UnsignedJson`)."""
         path = cdn.attachment_path(channel_id, attachment.id, attachment.filename)
         query = self.signer.query(path, now) if now is not None else UNSIGNED
         quoted = cdn.quoted_path(channel_id, attachment.id, attachment.filename)

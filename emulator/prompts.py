@@ -1,9 +1,11 @@
-"""Prompts as people typed them and Midjourney echoed them (reference midjourney_format.md §4-§5).
+"""Prompts as people typed them and Midjourney echoed them (parameters: docs.midjourney.com).
 
 A `Prompt` keeps its parts apart — leading image prompts, the user's words, the parameters — so the
 emulator knows what midshard must read from it without parsing: the clean prompt is the normalised
-words, the parameters are the list it generated. The words come from templates over a vocabulary
-(subjects, places, styles, artists, lighting, CJK, emoji) with the quirks seen in real channels.
+words, the parameters are the list it generated. The words come from templates over the vocabulary
+(vocabulary.py) with the quirks seen in real channels; the templates combine enough parts that a
+channel's prompts are almost all distinct, as real ones are (reruns, variations and upscales of a
+job repeat its prompt; a few short prompts like "a cute cat" recur on their own).
 """
 
 from __future__ import annotations
@@ -13,272 +15,26 @@ from dataclasses import dataclass, replace
 from random import Random
 
 from midshard.emulator import eras
-
-# -- vocabulary ---------------------------------------------------------------------------------
-
-SUBJECTS = (
-    "an old lighthouse keeper",
-    "a red fox",
-    "a samurai cat",
-    "a tiny astronaut",
-    "a koi fish",
-    "a brutalist library",
-    "a steampunk airship",
-    "a bowl of ramen",
-    "a glass whale",
-    "a lonely robot",
-    "a knight in rusted armor",
-    "a cozy reading nook",
-    "a floating island",
-    "a vintage motorcycle",
-    "a dragon made of paper",
-    "an owl wearing glasses",
-    "a neon jellyfish",
-    "a cathedral of ice",
-    "a street food vendor",
-    "a mountain monastery",
-    "a deep sea diver",
-    "a retro computer",
-    "twin moons",
-    "a field of sunflowers",
-    "a cyberpunk hacker",
-    "a giant tortoise carrying a village",
-    "a greenhouse",
-    "a witch's apothecary",
-    "a mechanical hummingbird",
-    "a ferris wheel at night",
-    "a abandoned subway station",
-    "an ancient tree",
-    "a polar bear",
-    "a chess board",
-    "a lighthouse",
-    "a desert caravan",
-    "a crystal cave",
-    "a tea ceremony",
-    "a racing car",
-    "a paper boat",
-    "an isometric city block",
-    "a haunted victorian house",
-    "a bonsai tree",
-    "a jazz musician",
-    "a alien marketplace",
-    "a cat",
-    "a treehouse",
-    "a portal",
-    "a botanical illustration of ferns",
-    "a spaceship cockpit",
-    "a wolf",
-    "a cup of coffee",
-    "a sneaker",
-    "a logo for a coffee shop",
-    "a fantasy map",
-    "a skyscraper made of wood",
-    "an octopus chef",
+from midshard.emulator.vocabulary import (
+    ACTIONS,
+    ARTISTS,
+    CAMERA,
+    CJK_QUESTIONS,
+    CJK_SCENES,
+    CJK_SUBJECTS,
+    CLAUSES,
+    CONTROL_CHARS,
+    CUSTOM_PARAMS,
+    EMOJI,
+    HANDWRITTEN,
+    LIGHTING,
+    MOODS,
+    NO_ITEMS,
+    PLACES,
+    PROXY_MARKERS,
+    STYLES,
+    SUBJECTS,
 )
-PLACES = (
-    "in a misty forest",
-    "on the surface of mars",
-    "in tokyo at night",
-    "under the sea",
-    "in a snowy village",
-    "inside a cathedral",
-    "on a rainy street",
-    "in the desert at dusk",
-    "floating in space",
-    "in a library",
-    "on a cliff above the ocean",
-    "in a neon-lit alley",
-    "in a sunflower field",
-    "in a post-apocalyptic city",
-    "in a japanese garden",
-    "at golden hour",
-    "on a foggy harbour",
-    "in an enchanted castle",
-)
-STYLES = (
-    "oil painting",
-    "watercolor",
-    "studio ghibli style",
-    "pixel art",
-    "isometric 3d render",
-    "ukiyo-e",
-    "art nouveau",
-    "cinematic",
-    "photorealistic",
-    "concept art",
-    "low poly",
-    "vaporwave",
-    "synthwave",
-    "claymation",
-    "line art",
-    "charcoal sketch",
-    "anime key visual",
-    "baroque",
-    "bauhaus poster",
-    "double exposure",
-    "tilt-shift photography",
-    "macro photography",
-    "editorial photography",
-    "octane render",
-    "unreal engine 5",
-    "matte painting",
-    "children's book illustration",
-    "risograph print",
-    "stained glass",
-    "papercut",
-    "tarot card",
-    "blueprint",
-    "retro futurism",
-    "dark fantasy",
-    "cel shaded",
-)
-ARTISTS = (
-    "Greg Rutkowski",
-    "Alphonse Mucha",
-    "Hayao Miyazaki",
-    "Moebius",
-    "Wes Anderson",
-    "Zdzislaw Beksinski",
-    "James Jean",
-    "Simon Stalenhag",
-    "Makoto Shinkai",
-    "Hokusai",
-    "Studio Ghibli",
-    "Syd Mead",
-    "Edward Hopper",
-    "Gustav Klimt",
-    "Vincent van Gogh",
-    "Yoshitaka Amano",
-    "Beeple",
-    "Tim Burton",
-    "Craig Mullins",
-    "Kilian Eng",
-    "Victo Ngai",
-    "Jean Giraud",
-    "Ilya Kuvshinov",
-    "Loish",
-    "Roger Deakins",
-)
-LIGHTING = (
-    "volumetric lighting",
-    "soft light",
-    "rim light",
-    "golden hour",
-    "dramatic lighting",
-    "neon glow",
-    "overcast",
-    "backlit",
-    "moody lighting",
-    "god rays",
-    "bioluminescent",
-    "studio lighting",
-    "candlelight",
-)
-CAMERA = (
-    "35mm film",
-    "shot on Kodak Portra 400",
-    "85mm lens",
-    "wide angle",
-    "aerial view",
-    "close-up",
-    "bokeh",
-    "depth of field",
-    "8k",
-    "ultra detailed",
-    "hdr",
-    "symmetrical composition",
-    "fisheye lens",
-    "Hasselblad",
-    "award winning photograph",
-    "trending on artstation",
-    "highly detailed",
-)
-MOODS = (
-    "melancholic",
-    "whimsical",
-    "serene",
-    "epic",
-    "eerie",
-    "cozy",
-    "dreamy",
-    "gritty",
-    "playful",
-    "majestic",
-    "surreal",
-    "minimalist",
-    "vibrant",
-    "muted colors",
-    "pastel colors",
-    "monochrome",
-    "teal and orange",
-)
-ACTIONS = (
-    "reading a book",
-    "drinking tea",
-    "flying over the clouds",
-    "dancing in the rain",
-    "playing chess",
-    "fishing at dawn",
-    "repairing a clock",
-    "walking through fog",
-    "sleeping on a cloud",
-    "painting a mural",
-)
-CJK = (
-    "梵高，向日葵",
-    "南极应该是什么样子？",
-    "一只在雨中的猫，水彩画",
-    "赛博朋克风格的上海夜景",
-    "山水画，云雾缭绕",
-    "桜の木の下の少女、アニメ風",
-    "東京の雨の夜、ネオン",
-    "猫のカフェ、温かい光",
-    "한옥 마을의 겨울 풍경",
-    "우주를 여행하는 고래",
-    "敦煌壁画风格的飞天",
-    "水墨画 竹林 月光",
-)
-EMOJI = ("✨", "🐉", "🌸", "🔥", "🌙", "🐱", "🚀", "🍜", "🌊", "🎨", "💫", "🦊")
-NO_ITEMS = (
-    "text",
-    "watermark",
-    "people",
-    "blur",
-    "frame",
-    "background scenery",
-    "drop shadow",
-    "cars",
-    "hands",
-    "signature",
-    "extra fingers",
-    "logo",
-    "border",
-)
-HANDWRITTEN = (
-    "The wolf is coming.",
-    "girl flips her hair",
-    "a cute cat",
-    "cinematic still of a rainy cyberpunk street, reflections on wet asphalt, lone figure with umbrella",
-    "hot dog::1.5 food::-1",
-    'a neon sign that says "OPEN 24/7" in a dark alley',
-    "portrait of an elderly fisherman, deep wrinkles, weathered skin, natural light, 85mm",
-    "isometric diorama of a tiny bakery, warm light, cute, miniature",
-    "a logo of a fox, flat vector, minimal, white background",
-    "a bowl of soup that is also a portal to another dimension, digital art",
-    "product photo of a perfume bottle on black sand, studio lighting",
-    "the last sunset on earth",
-    "design a t-shirt graphic, skull with roses, vintage",
-    "mountains, lake, reflection, sunrise, landscape photography",
-    "an astronaut riding a horse in photorealistic style",
-    "fashion editorial, model in a sculptural white dress, brutalist architecture background",
-    "a map of a fantasy kingdom with rivers and castles, parchment",
-    "kawaii sticker of a boba tea, die cut, white border",
-    "cat - but it's a loaf of bread",
-    "highly detailed illustration of a clockwork heart (fast) mechanism",
-)
-PROXY_MARKERS = ("[8262694398550213] ", "<#3935532608#>", "<<<749632982335>>> ")
-CUSTOM_PARAMS = ("pic", "mystyle", "cinematic", "wallpaper2", "fav")
-CONTROL_CHARS = ("\t", "\x00", "\x1b", "\x85")
 
 # -- the parsing contract, for the emulator's own words (docs/parsing-rules.md §5) ------------------
 
@@ -317,7 +73,7 @@ def bare_url(token: str) -> str:
 
 
 def slug(words: str) -> str:
-    """The prompt part of Midjourney file names: ASCII words joined by '_' (reference §6)."""
+    """The prompt part of Midjourney file names: ASCII words joined by '_'."""
     kept = re.sub(r"[^A-Za-z0-9 ._-]", "", clean_words(words))
     return re.sub(r"\s+", "_", kept.strip())
 
@@ -419,12 +175,13 @@ def _words(r: Random, ms: int) -> str:
         words = ", ".join([subject, r.choice(PLACES), *_tags(r, 1, 8)])
     elif template == 1:
         words = f"{r.choice(MOODS)} {subject} {r.choice(ACTIONS)} {r.choice(PLACES)}, {r.choice(STYLES)}"
-    elif template == 2:
-        words = subject.removeprefix("a ").removeprefix("an ")
+    elif template == 2:  # a short prompt: the subject and what makes it the user's own
+        bare = subject.removeprefix("a ").removeprefix("an ")
+        words = bare if r.random() < 0.1 else f"{bare} {r.choice(CLAUSES)}"
     elif template == 3:
         words = f"{r.choice(STYLES)} of {subject}, by {r.choice(ARTISTS)} and {r.choice(ARTISTS)}"
     elif template == 4:
-        words = r.choice(CJK) if r.random() < 0.7 else f"{r.choice(CJK)}, {r.choice(STYLES)}"
+        words = _cjk(r)
     elif template == 5:
         words = f"{subject} {r.choice(EMOJI)}{r.choice(EMOJI)} {r.choice(STYLES)}"
     elif template == 6:  # multi-prompt weights
@@ -433,8 +190,10 @@ def _words(r: Random, ms: int) -> str:
         words = r.choice(
             (f"{first}::{weight} {second}::1", f"{first} :: {second}", f"{first}::2 {r.choice(STYLES)}")
         )
-    elif template == 7:
+    elif template == 7:  # hand-written prompts, most with the user's own additions
         words = r.choice(HANDWRITTEN)
+        if r.random() < 0.7:
+            words = ", ".join([words, *_tags(r, 1, 3)])
     elif template == 8:  # long natural language (v6+ style)
         words = (
             f"A {r.choice(MOODS)} scene of {subject} {r.choice(ACTIONS)} {r.choice(PLACES)}. "
@@ -443,6 +202,14 @@ def _words(r: Random, ms: int) -> str:
     else:
         words = ", ".join([subject, *_tags(r, 3, 12), f"by {r.choice(ARTISTS)}"])
     return words
+
+
+def _cjk(r: Random) -> str:
+    """A Chinese, Japanese or Korean prompt: a subject and a scene, sometimes an English style."""
+    if r.random() < 0.1:
+        return r.choice(CJK_QUESTIONS)
+    words = f"{r.choice(CJK_SUBJECTS)}{r.choice(('，', '、', ' '))}{r.choice(CJK_SCENES)}"
+    return words if r.random() < 0.6 else f"{words}, {r.choice(STYLES)}"
 
 
 def user_words(r: Random, ms: int) -> str:

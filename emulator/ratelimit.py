@@ -1,6 +1,6 @@
-"""Discord's rate limits as a client sees them (reference §2): per-route buckets keyed by route and
-major resource, a global limit per token, and the invalid-request counter that ends in a
-Cloudflare-style IP ban.
+"""Discord's rate limits as a client sees them (Discord developer docs, Topics: Rate Limits): per-route
+buckets keyed by route and major resource, a global limit per token, and the invalid-request counter
+that ends in a Cloudflare-style IP ban.
 
 Everything here is synchronous and runs on the server's event loop thread, so a check and its update
 can never interleave with another request's: correctness under concurrency comes from that, not from

@@ -1,4 +1,5 @@
-"""Discord snowflake math: the one place where ids and times are converted (reference §1.6).
+"""Discord snowflake math: the one place where ids and times are converted (Discord developer
+docs, Reference: Snowflakes, https://discord.com/developers/docs/reference#snowflakes).
 
 A snowflake is 42 bits of milliseconds since the Discord epoch, 5 bits worker, 5 bits process and a
 12-bit increment. The emulator gives every message stream its own worker/process pair, so ids are

@@ -1,7 +1,7 @@
 """Ground truth: what midshard must decide about every served message under default settings.
 
 It is built from what the generator knows (the kind it chose, the pixels it planted, the files it
-broke), never by parsing the messages, and it follows the steps of docs/parsing-rules.md §2 in
+broke), never by parsing the messages, and it follows the steps of docs/parsing-rules.md section 2 in
 order, one reason per candidate. Near-duplicates are tracked by content identity: a copy of an
 earlier *kept* picture is `duplicate_of:<that candidate's key>`; the first kept one wins.
 """
@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 from midshard.emulator.config import EmulatorConfig
 from midshard.emulator.faults import Faults
-from midshard.emulator.traffic import Attachment, Message, Traffic
+from midshard.emulator.model import Attachment, Message
+from midshard.emulator.traffic import Traffic
 from midshard.records import Reason, candidate_key
 from midshard.settings import Settings
 
@@ -39,7 +40,8 @@ DEFAULTS = Defaults()
 
 
 def _message_level(message: Message, attachment: Attachment | None, conditioned: bool) -> str | None:
-    """Steps 1-8: what the message decides, or None if the candidate passes them."""
+    """The message steps (`from_midjourney` to `declared_size`): what the message decides, or None
+    if the candidate passes them."""
     kind = message.truth.kind
     if message.author.id not in DEFAULTS.bot_ids:
         return Reason.NOT_MIDJOURNEY.value
@@ -65,7 +67,7 @@ def _too_small(width: int, height: int) -> bool:
 
 
 def _media_level(attachment: Attachment, gone: bool) -> str | None:
-    """Steps 9-15: what the downloaded bytes decide (the emulator knows what it served)."""
+    """`stored` to `decodes`: what the downloaded bytes decide (the emulator knows what it served)."""
     media = attachment.media
     if gone:
         return f"{Reason.DOWNLOAD_FAILED.value}:gone"
@@ -88,7 +90,7 @@ def _media_level(attachment: Attachment, gone: bool) -> str | None:
 
 def message_only_decision(message: Message) -> str:
     """What `midshard explain` says without media, given the served messages (so parents are
-    found among them): steps 1-8, then the resolution rule on the declared dimensions."""
+    found among them): the message steps, then the resolution rule on the declared dimensions."""
     decisions = []
     for attachment in message.attachments or (None,):
         decision = _message_level(message, attachment, message.truth.image_conditioned)

@@ -2,8 +2,9 @@
 and where each message sits in time. Everything is derived from the config; nothing is stored.
 
 Message `i` of a stream is posted at a time that grows with `i` (an even spread over late 2022 to
-late 2025, jittered), and its id is the snowflake of that time with the stream's own worker/process
-bits, so ids are unique across the guild and sort like Discord's. `grow` only appends indices.
+late 2025, jittered; messages `grow` adds come ten minutes apart after that), and its id is the
+snowflake of that time with the stream's own worker/process bits, so ids are unique across the guild
+and sort like Discord's. `grow` only appends indices.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from midshard.emulator.snowflakes import date_ms
 
 TIME_START = date_ms(2022, 11, 10)
 TIME_END = date_ms(2025, 9, 30)
+GROWN_STEP_MS = 600_000  # ten minutes between messages `grow` adds
 STATIC = (31, 31)  # worker/process of guild, channel, thread and user ids
 
 MIDJOURNEY_BOT_ID = 936929561302675456
@@ -190,9 +192,12 @@ class World:
     # -- time and ids ------------------------------------------------------------------------
 
     def message_ms(self, stream: Stream, index: int) -> int:
-        return TIME_START + int(
-            (index + 0.1 + 0.8 * draw(self.cfg.seed, "time", stream.index, index)) * stream.step_ms
-        )
+        """Messages of the base spread evenly to TIME_END; grown ones follow GROWN_STEP_MS apart, so
+        growth never reaches a time after now (Discord mints no id in the future)."""
+        jitter = 0.1 + 0.8 * draw(self.cfg.seed, "time", stream.index, index)
+        if index < stream.base_count:
+            return TIME_START + int((index + jitter) * stream.step_ms)
+        return TIME_END + int((index - stream.base_count + jitter) * min(stream.step_ms, GROWN_STEP_MS))
 
     def message_id(self, stream: Stream, index: int) -> int:
         return snowflakes.make(self.message_ms(stream, index), *stream.worker_process, 0)

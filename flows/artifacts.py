@@ -31,6 +31,15 @@ def publish_funnel(key: str, funnel: Mapping[str, int], dataset: Mapping[str, in
     create_table_artifact(key=f"{key}-funnel", table=rows, description="Candidates left after each step")
 
 
+def publish_steps(key: str, steps: Mapping[str, Mapping[str, float | int]]) -> None:
+    rows = [{"step": name, **figures} for name, figures in steps.items()]
+    create_table_artifact(
+        key=f"{key}-steps",
+        table=rows,
+        description="This run's cleaning steps: candidates seen, dropped, seconds",
+    )
+
+
 def publish_report(key: str, report_path: str, lines: list[str]) -> None:
     body = "\n".join(f"- {line}" for line in lines)
     create_markdown_artifact(

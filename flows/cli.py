@@ -4,14 +4,36 @@ inside the commands so `midshard --help` and `midshard explain` stay fast."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import datetime
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from midshard import __version__
+from midshard.flows.cli_options import (
+    ApiBaseOption,
+    ChannelOption,
+    ConfigOption,
+    DaskOption,
+    DownloadOption,
+    GridsOption,
+    MediaHostOption,
+    MinSideOption,
+    NsfwOption,
+    OutOption,
+    RunnerOption,
+    SetOption,
+    SinceOption,
+    ThreadsOption,
+    VerboseOption,
+    channel_settings,
+    overrides,
+    rule_flags,
+    settings_from,
+)
 from midshard.settings import Settings
 
 if TYPE_CHECKING:
@@ -24,11 +46,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_show_locals=False,  # locals could hold the bot token
 )
-
-ConfigOption = Annotated[
-    Path | None,
-    typer.Option("--config", "-c", help="TOML settings file (see README: Configuration).", exists=True),
-]
 
 
 def _version(value: bool) -> None:
@@ -46,32 +63,42 @@ def _root(
     """midshard: scrape, clean and shard Midjourney generations from Discord."""
 
 
-OutOption = Annotated[str | None, typer.Option("--out", "-o", help="Data root (directory or fsspec URL).")]
-ApiBaseOption = Annotated[
-    str | None,
-    typer.Option("--api-base", help="Discord REST base URL, e.g. the emulator's (env MIDSHARD_API_BASE)."),
-]
-DownloadOption = Annotated[
-    Literal["filtered", "all"] | None,
-    typer.Option("--download", help="'filtered' (default): media that may pass the filters; or 'all'."),
-]
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    """midshard's own errors and disk errors (full, read-only, not a directory) as one line and exit
+    code 2: they are the user's to fix, a traceback would not help (and the texts hold no token)."""
+    from midshard.errors import MidshardError
+
+    try:
+        yield
+    except MidshardError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+    except OSError as error:
+        where = f"{error.filename}: " if error.filename else ""
+        typer.echo(f"error: {where}{error.strerror or error}", err=True)
+        raise typer.Exit(2) from None
 
 
-def _collector_run(run: Callable[[], object], stats: CollectStats) -> None:
-    """Run a collector call under the progress display; clean errors and exit codes, never the token."""
+def _media_filter(settings: Settings) -> Callable[[dict], list[int]]:
+    """The cleaners' message-level filter, which the collectors use under `--download filtered`."""
+    from midshard.cleaners.pipeline import Downloadable
+
+    return Downloadable(settings)
+
+
+def _collector_run(settings: Settings, command: str, run: Callable[[], object], stats: CollectStats) -> None:
+    """Run a collector call on the locked data root under the progress display; clean errors and
+    exit codes, never the token."""
     import logging
 
-    from midshard.collectors.collect import ProgressDisplay
-    from midshard.errors import MidshardError
+    from midshard import progress
+    from midshard.lock import root_lock
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("discord").setLevel(logging.ERROR)  # its 429 notices are normal operation
-    try:
-        with ProgressDisplay(stats):
-            run()
-    except MidshardError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+    with _user_errors(), root_lock(settings.root, command, settings.lock_wait), progress.shown():
+        run()
     for line in stats.summary():
         typer.echo(line)
     if stats.channel_errors:
@@ -80,40 +107,23 @@ def _collector_run(run: Callable[[], object], stats: CollectStats) -> None:
 
 @app.command()
 def collect(
-    channel: Annotated[
-        list[int] | None, typer.Option("--channel", help="Channel id to scrape (repeat the option).")
-    ] = None,
+    channel: ChannelOption = None,
     out: OutOption = None,
     config: ConfigOption = None,
     api_base: ApiBaseOption = None,
-    since: Annotated[
-        datetime | None,
-        typer.Option("--since", formats=["%Y-%m-%d"], help="First run of a channel: start at this date."),
-    ] = None,
-    threads: Annotated[
-        bool | None, typer.Option("--threads/--no-threads", help="Also scrape the channels' threads.")
-    ] = None,
+    since: SinceOption = None,
+    threads: ThreadsOption = None,
     download: DownloadOption = None,
+    set_: SetOption = None,
 ) -> None:
     """Scrape channel history and media into the raw store (resumable; token in DISCORD_BOT_TOKEN)."""
     from midshard.collectors.collect import CollectStats
     from midshard.collectors.collect import collect as run_collect
-    from midshard.settings import Settings
 
-    settings = Settings.load(
-        config,
-        root=out,
-        channels=channel or None,
-        api_base=api_base,
-        since=since.date() if since else None,
-        include_threads=threads,
-        download=download,
-    )
-    if not settings.channels:
-        typer.echo("error: no channel to scrape: pass --channel ID (or `channels` in --config)", err=True)
-        raise typer.Exit(2)
+    flags = {"since": since.date() if since else None}
+    settings = channel_settings(config, set_, out, channel, api_base, threads, download, **flags)
     stats = CollectStats()
-    _collector_run(lambda: run_collect(settings, stats), stats)
+    _collector_run(settings, "collect", lambda: run_collect(settings, stats, _media_filter(settings)), stats)
 
 
 @app.command()
@@ -123,8 +133,8 @@ def explain(
         str | None,
         typer.Option("--raw", help="Data root: parents from its raw store, media from its derived/."),
     ] = None,
-    grids: Annotated[str | None, typer.Option("--grids", help="'skip' (default) or 'split'.")] = None,
-    min_side: Annotated[int | None, typer.Option("--min-side", help="Strict short-side rule (px).")] = None,
+    grids: GridsOption = None,
+    min_side: MinSideOption = None,
     config: ConfigOption = None,
 ) -> None:
     """One JSON line per message: id, kind, image_conditioned, prompt, params, image_urls, decision."""
@@ -151,80 +161,58 @@ def explain(
 
 
 # -- the flows: scrape, refresh, rebuild, import-export, demo ----------------------------------------
-SetOption = Annotated[
-    list[str] | None,
-    typer.Option("--set", help="Override any setting: --set nsfw_threshold=0.2 (repeatable; JSON values)."),
-]
-MinSideOption = Annotated[int | None, typer.Option("--min-side", help="Strict short-side rule (px).")]
-NsfwOption = Annotated[
-    float | None, typer.Option("--nsfw-threshold", help="Drop when the NSFW score is above (0.5).")
-]
-GridsOption = Annotated[
-    Literal["skip", "split"] | None, typer.Option("--grids", help="'skip' 2x2 grids (default) or 'split'.")
-]
-RunnerOption = Annotated[
-    Literal["threads", "dask"] | None,
-    typer.Option("--task-runner", help="'threads' (default) or 'dask' (needs a Prefect server)."),
-]
-DaskOption = Annotated[
-    str | None, typer.Option("--dask-address", help="Existing Dask scheduler (default: a LocalCluster).")
-]
-
-
-def _overrides(pairs: list[str] | None) -> dict[str, object]:
-    """`--set name=value` pairs; values are JSON when they parse as JSON, else strings."""
-    import json
-
-    values: dict[str, object] = {}
-    for pair in pairs or []:
-        name, sep, text = pair.partition("=")
-        if not sep or not name:
-            raise typer.BadParameter(f"{pair!r} is not name=value", param_hint="--set")
-        if name.strip().lower() in ("token", "discord_bot_token"):  # flags end up in flow parameters
-            raise typer.BadParameter("the bot token comes only from DISCORD_BOT_TOKEN", param_hint="--set")
-        try:
-            values[name.strip()] = json.loads(text)
-        except ValueError:
-            values[name.strip()] = text
-    return values
-
-
-def _settings(config: Path | None, pairs: list[str] | None, **flags: object) -> Settings:
-    try:
-        return Settings.load(config, **{**_overrides(pairs), **flags})
-    except ValueError as error:  # pydantic names the bad setting
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(2) from None
 
 
 @app.command("settings")
-def show_settings(config: ConfigOption = None, set_: SetOption = None) -> None:
+def showsettings_from(config: ConfigOption = None, set_: SetOption = None) -> None:
     """Print the effective settings as JSON (file < MIDSHARD_* environment < --set); never the token."""
-    typer.echo(_settings(config, set_).model_dump_json(indent=2))
+    typer.echo(settings_from(config, set_).model_dump_json(indent=2))
 
 
-def _run_flow(name: str, settings: Settings, parameters: dict[str, object]) -> None:
-    """Run one pipeline flow on the configured Prefect API; print the funnel and where the data is."""
+def _run_flow(name: str, settings: Settings, parameters: dict[str, object], verbose: bool = False) -> None:
+    """Run one pipeline flow on the configured Prefect API under the live progress display; then
+    print the funnel, what the run added, and where the data is.
+
+    Before Prefect starts, the data root must be writable and free (the flow takes its lock for
+    real; this only fails early, in a second, with a clear message). After the flow, Prefect's
+    workers are drained and its embedded server stopped, in order, before the interpreter exits."""
+    from midshard.errors import MidshardError
+    from midshard.lock import check_free
+
+    with _user_errors():
+        check_free(settings.root, f"{name} (checking the root)", settings.lock_wait)
     from midshard.flows import prefect_env
 
-    typer.echo(prefect_env.configure())
+    typer.echo(prefect_env.configure(verbose))
+    from midshard import progress
     from midshard.flows.pipeline import with_runner
     from midshard.flows.report import print_result
 
     flow = with_runner(settings, name)
     try:
-        result = flow(**parameters)
+        with progress.shown(live=False if verbose else None):  # Prefect's lines would break a live view
+            result = flow(**parameters)
+    except MidshardError as error:  # e.g. another run took the root in the meantime
+        typer.echo(f"error: the {name} flow failed: {error}", err=True)
+        raise typer.Exit(2) from None
     except Exception as error:  # collector/cleaner/writer errors are already token-free
         typer.echo(f"error: the {name} flow failed: {type(error).__name__}: {error}", err=True)
         raise typer.Exit(1) from None
-    print_result(result, settings.root)
+    finally:
+        prefect_env.shutdown()
+    print_result(result)
     if result.collect_errors:
         raise typer.Exit(1)
 
 
-ChannelOption = Annotated[
-    list[int] | None, typer.Option("--channel", help="Channel id to scrape (repeat the option).")
-]
+def _need_token(settings: Settings) -> None:
+    """A run that reads Discord without a token fails here, in a second, not after Prefect started
+    (a token in a Prefect Secret block can only be read once Prefect runs)."""
+    from midshard.collectors.token import require_token
+
+    if not settings.token_block:
+        with _user_errors():
+            require_token(settings)
 
 
 @app.command()
@@ -233,9 +221,7 @@ def scrape(
     out: OutOption = None,
     config: ConfigOption = None,
     api_base: ApiBaseOption = None,
-    threads: Annotated[
-        bool | None, typer.Option("--threads/--no-threads", help="Also scrape the channels' threads.")
-    ] = None,
+    threads: ThreadsOption = None,
     download: DownloadOption = None,
     min_side: MinSideOption = None,
     nsfw_threshold: NsfwOption = None,
@@ -243,42 +229,35 @@ def scrape(
     task_runner: RunnerOption = None,
     dask_address: DaskOption = None,
     set_: SetOption = None,
+    verbose: VerboseOption = False,
 ) -> None:
     """Prefect flow: channel history -> raw store -> decisions -> shards (token in DISCORD_BOT_TOKEN)."""
-    settings = _settings(
-        config,
-        set_,
-        root=out,
-        channels=channel or None,
-        api_base=api_base,
-        include_threads=threads,
-        download=download,
-        min_side=min_side,
-        nsfw_threshold=nsfw_threshold,
-        grids=grids,
-        task_runner=task_runner,
-        dask_address=dask_address,
-    )
-    if not settings.channels:
-        typer.echo("error: no channel to scrape: pass --channel ID (or `channels` in --config)", err=True)
-        raise typer.Exit(2)
-    _run_flow("scrape", settings, {"settings": settings})
+    flags = rule_flags(min_side, nsfw_threshold, grids, task_runner, dask_address)
+    settings = channel_settings(config, set_, out, channel, api_base, threads, download, **flags)
+    _need_token(settings)
+    _run_flow("scrape", settings, {"settings": settings}, verbose)
 
 
 @app.command()
 def refresh(
     config: Annotated[
-        Path, typer.Option("--config", "-c", help="TOML settings file: channels, root, options.", exists=True)
+        Path,
+        typer.Option(
+            "--config", "-c", help="TOML settings file: channels, root, options.", exists=True, dir_okay=False
+        ),
     ],
     task_runner: RunnerOption = None,
     dask_address: DaskOption = None,
     set_: SetOption = None,
+    verbose: VerboseOption = False,
 ) -> None:
     """Prefect flow: the incremental monthly refresh of the channels in the settings file."""
     flags = {"task_runner": task_runner, "dask_address": dask_address}
-    overrides = {**_overrides(set_), **{name: value for name, value in flags.items() if value is not None}}
-    settings = _settings(config, None, **overrides)
-    _run_flow("refresh", settings, {"config": str(config), "overrides": overrides})
+    given = {**overrides(set_), **{name: value for name, value in flags.items() if value is not None}}
+    settings = settings_from(config, None, **given)
+    if settings.channels:  # without channels a refresh reads nothing from Discord
+        _need_token(settings)
+    _run_flow("refresh", settings, {"config": str(config), "overrides": given}, verbose)
 
 
 @app.command()
@@ -292,19 +271,16 @@ def rebuild(
     task_runner: RunnerOption = None,
     dask_address: DaskOption = None,
     set_: SetOption = None,
+    verbose: VerboseOption = False,
 ) -> None:
     """Prefect flow: decisions, splits and shards recomputed from the raw store (no network)."""
-    settings = _settings(
-        config,
-        set_,
-        root=out or raw,
-        min_side=min_side,
-        nsfw_threshold=nsfw_threshold,
-        grids=grids,
-        task_runner=task_runner,
-        dask_address=dask_address,
-    )
-    _run_flow("rebuild", settings, {"settings": settings, "raw_root": raw})
+    flags = rule_flags(min_side, nsfw_threshold, grids, task_runner, dask_address)
+    settings = settings_from(config, set_, root=out or raw, **flags)
+    from midshard.raw_store import existing_raw_store
+
+    with _user_errors():  # before Prefect starts: a wrong --raw fails in a second
+        existing_raw_store(raw)
+    _run_flow("rebuild", settings, {"settings": settings, "raw_root": raw}, verbose)
 
 
 @app.command("import-export")
@@ -321,24 +297,29 @@ def import_export(
     config: ConfigOption = None,
     api_base: ApiBaseOption = None,
     download: DownloadOption = None,
+    media_host: MediaHostOption = None,
     set_: SetOption = None,
+    verbose: VerboseOption = False,
 ) -> None:
     """Prefect flow: DiscordChatExporter exports -> raw store (losslessly) -> decisions -> shards."""
     from midshard.collectors.collect import CollectStats
-    from midshard.collectors.dce import ExportError, import_exports, read_export
+    from midshard.collectors.dce import import_exports, read_export
 
-    settings = _settings(config, set_, root=out, api_base=api_base, download=download)
-    try:
+    settings = settings_from(
+        config, set_, root=out, api_base=api_base, download=download, media_hosts=media_host
+    )
+    with _user_errors():
         for file in files:  # refuse broken exports before anything starts
             read_export(file)
-    except ExportError as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(2) from None
     if raw_only:
         stats = CollectStats()
-        _collector_run(lambda: import_exports(settings, files, media=media, stats=stats), stats)
+        run = partial(
+            import_exports, settings, files, media=media, stats=stats, select=_media_filter(settings)
+        )
+        _collector_run(settings, "import-export --raw-only", run, stats)
         return
-    _run_flow("import", settings, {"settings": settings, "files": [str(f) for f in files], "media": media})
+    parameters = {"settings": settings, "files": [str(f) for f in files], "media": media}
+    _run_flow("import", settings, parameters, verbose)
 
 
 @app.command()
@@ -347,12 +328,36 @@ def demo(
     seed: Annotated[int, typer.Option(help="Emulator traffic seed.")] = 1,
     channels: Annotated[int, typer.Option(help="Emulated channels.")] = 2,
     messages: Annotated[int, typer.Option(help="Messages per emulated channel.")] = 200,
+    verbose: VerboseOption = False,
 ) -> None:
     """Start the built-in Discord emulator and run the real scrape flow against it (no token needed)."""
     from midshard.flows.demo import run_demo
 
-    settings = _settings(None, None, root=out)
-    run_demo(settings, seed=seed, channels=channels, messages=messages, run=_run_flow)
+    settings = settings_from(None, None, root=out)
+    run = partial(_run_flow, verbose=verbose)
+    run_demo(settings, seed=seed, channels=channels, messages=messages, run=run)
+
+
+@app.command()
+def status(
+    root: Annotated[
+        str | None, typer.Argument(help="Data root (default: `root` of the settings, ./midshard-data).")
+    ] = None,
+    config: ConfigOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the status as JSON.")] = False,
+) -> None:
+    """What a data root holds: channels, media, decisions by reason, the dataset, the last runs."""
+    from rich.console import Console
+
+    from midshard.flows.status import read_status, render
+
+    where = root or settings_from(config, None).root
+    with _user_errors():
+        found = read_status(where)
+    if as_json:
+        typer.echo(found.to_json())
+    else:
+        render(found, Console())
 
 
 def _add_emulator() -> None:

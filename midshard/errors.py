@@ -11,3 +11,12 @@ from __future__ import annotations
 
 class MidshardError(RuntimeError):
     """An error whose message is safe to print: it never contains the token."""
+
+
+class MediaMismatchError(MidshardError):
+    """A stored media file whose bytes no longer hash to the sha256 it is stored (and known) under."""
+
+    def __init__(self, where: str, expected: str, found: str) -> None:
+        super().__init__(f"{where}: the bytes hash to {found}, not to the recorded {expected}")
+        self.expected = expected
+        self.found = found

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 
 class Kind(StrEnum):
@@ -28,18 +29,20 @@ class Kind(StrEnum):
 
 
 class Reason(StrEnum):
-    """Why a candidate was dropped. The order here is the order the steps run in
-    (docs/parsing-rules.md section 2): the funnel lists reasons in this order."""
+    """Why a candidate was dropped (docs/parsing-rules.md section 2). The order the steps run in,
+    and so the funnel's order, is the step registry's (`midshard.cleaners.registry`)."""
 
     NOT_MIDJOURNEY = "not_midjourney"
     NOT_A_GENERATION = "not_a_generation"  # describe, shorten, ratings, notices
     PROGRESS = "progress"  # in-progress / stopped job messages and their previews
     IMAGE_CONDITIONED = "image_conditioned"
+    EMPTY_PROMPT = "empty_prompt"  # nothing left to caption the image with once the prompt is cleaned
     GRID = "grid"  # 2x2 composites, skipped unless --grids split
     NO_ATTACHMENT = "no_attachment"
     NOT_AN_IMAGE = "not_an_image"
     OVERSIZED_FILE = "oversized_file"
     DOWNLOAD_FAILED = "download_failed"  # detail: why (http_404, gone, too_large, ...)
+    MEDIA_MISMATCH = "media_mismatch"  # the stored file's bytes no longer hash to its name
     EMPTY_FILE = "empty_file"
     DECOMPRESSION_BOMB = "decompression_bomb"
     ANIMATED_IMAGE = "animated_image"
@@ -99,7 +102,7 @@ class Attachment:
     id: int
     filename: str
     url: str
-    size: int
+    size: int | None  # declared bytes; None when the message does not say
     content_type: str | None = None
     width: int | None = None
     height: int | None = None
@@ -124,43 +127,47 @@ class ParsedMessage:
     attachments: tuple[Attachment, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class Sample:
-    """One kept image-text pair, everything the writers need except the image bytes."""
-
-    key: str
-    message_id: int
-    channel_id: int
-    attachment_id: int
-    tile: int
-    timestamp: str  # ISO-8601 UTC
-    url: str  # attachment URL without the ex/is/hm signature
-    kind: str
-    prompt: str  # clean prompt (.txt member)
-    raw_prompt: str
-    params: dict[str, str]
-    width: int
-    height: int
-    format: str  # png | webp | jpeg (lower case, = member extension)
-    file_size: int
-    sha256: str  # of the member bytes
-    phash: str  # 16 hex digits
-    phash_impl: str
-    nsfw_score: float
-    nsfw_scorer: str
+def column(arrow: str, doc: str, **default: Any) -> Any:
+    """A record field that is also a column: its Arrow type in the derived store (`midshard.schema`)
+    and what it means (the dataset card and the docs quote it)."""
+    return field(metadata={"arrow": arrow, "doc": doc}, **default)
 
 
 @dataclass(frozen=True, slots=True)
-class Rejection:
+class Provenance:
+    """Where a candidate comes from: what a kept sample and a rejection both carry."""
+
+    key: str = column("string", "20-digit message id + 2-digit attachment index + tile digit")
+    message_id: int = column("uint64", "Discord message snowflake")
+    channel_id: int = column("uint64", "Discord channel snowflake")
+    attachment_id: int = column("uint64", "Discord attachment snowflake (0: the message has none)")
+    tile: int = column("uint8", "0 = the whole image, 1-4 = a tile of a split 2x2 grid")
+    timestamp: str = column("string", "ISO-8601 UTC time of the message")
+    kind: str = column("string", "grid, upscale, ... (docs/parsing-rules.md)")
+    prompt: str = column("string", "clean prompt: Midjourney arguments and :: weights removed")
+
+
+@dataclass(frozen=True, slots=True)
+class Sample(Provenance):
+    """One kept image-text pair: everything the writers need except the image bytes."""
+
+    url: str = column("string", "attachment URL without the expiring ex/is/hm signature")
+    raw_prompt: str = column("string", "the prompt as posted, Midjourney arguments included")
+    params: dict[str, str] = column("json", "parsed Midjourney arguments: canonical name -> value as written")
+    width: int = column("int32", "pixels, from the image header")
+    height: int = column("int32", "pixels, from the image header")
+    format: str = column("string", "png | webp | jpeg | gif: the image member's extension")
+    file_size: int = column("int64", "bytes of the image member")
+    sha256: str = column("string", "hex sha256 of the image member's bytes")
+    phash: str = column("hex64", "64-bit perceptual hash (imagehash pHash), 16 hex digits")
+    phash_impl: str = column("string", "how phash was computed")
+    nsfw_score: float | None = column("float64", "NSFW probability 0-1; null with the 'none' scorer")
+    nsfw_scorer: str = column("string", "the NSFW scorer that produced nsfw_score")
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection(Provenance):
     """One candidate that did not reach a shard, with its single reason."""
 
-    key: str
-    message_id: int
-    channel_id: int
-    attachment_id: int  # 0 when the message has no attachment
-    tile: int
-    timestamp: str
-    kind: str
-    prompt: str
-    decision: str  # str(Decision)
-    sha256: str = ""  # when media was stored (for thumbnails of dropped samples)
+    decision: str = column("string", "the drop: reason code, or reason:detail")
+    sha256: str = column("string", "sha256 of the stored media, empty when none was stored", default="")

@@ -100,6 +100,3 @@ class Store:
     def remove(self, rel: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             self.fs.rm(self.path(rel))
-
-    def size(self, rel: str) -> int:
-        return int(self.fs.size(self.path(rel)))

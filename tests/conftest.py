@@ -24,6 +24,19 @@ for _name in [n for n in os.environ if n.startswith("MIDSHARD_")]:
     os.environ.pop(_name)
 
 
+# The files that take longest (a minute or two each, measured with --durations): they start first,
+# so the suite's two workers (`-n 2 --dist loadfile` in pyproject.toml) finish at about the same time.
+LONGEST_FIRST = ("proof/test_proof_kill.py", "proof/test_proof_secrets.py", "flows/test_flow_deploy.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A real Prefect flow takes seconds: every `prefect` test is also `slow`."""
+    for item in items:
+        if item.get_closest_marker("prefect"):
+            item.add_marker(pytest.mark.slow)
+    items.sort(key=lambda item: not item.nodeid.removeprefix("tests/").startswith(LONGEST_FIRST))
+
+
 @pytest.fixture(autouse=True)
 def _no_stray_token(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests see DISCORD_BOT_TOKEN only when they ask for the flow tests' `bot_token` fixture."""

@@ -23,7 +23,7 @@ import fsspec
 import pyarrow.parquet as pq
 
 from midshard.emulator import EmulatorConfig
-from midshard.emulator.server import Emulator
+from midshard.emulator.running import Emulator
 from midshard.flows.pipeline import RunResult
 from midshard.flows.prefect_env import DEFAULTS
 from midshard.raw_store import RawStore

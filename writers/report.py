@@ -9,30 +9,30 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from midshard.cleaners.registry import FUNNEL_ORDER
 from midshard.records import Reason, Rejection
 from midshard.settings import Settings
 from midshard.store import Store
 from midshard.writers.card import human_bytes
 from midshard.writers.charts import bar_chart, histogram
 from midshard.writers.layout import DATASET, REPORT, SPLITS
-from midshard.writers.rejected import to_rejection
+from midshard.writers.rejected import REJECTED_SCHEMA, read_rejected, to_rejection
+from midshard.writers.sidecars import read_table
 from midshard.writers.state import DatasetState
-from midshard.writers.tally import Tally
+from midshard.writers.tally import MEGAPIXEL_EDGES, NSFW_BINS, Tally
 from midshard.writers.templates import render
 from midshard.writers.thumbnails import first_thumbnails, pick_order
 
-MEGAPIXEL_EDGES = [0, 1, 1.5, 2, 3, 4, 6, 9, 16, np.inf]
-ASPECT_EDGES = [0, 0.5, 2 / 3, 0.8, 0.95, 1.05, 1.25, 1.5, 2, np.inf]
 ASPECT_LABELS = ["<1:2", "1:2–2:3", "2:3–4:5", "4:5–1:1", "≈1:1", "1:1–5:4", "5:4–3:2", "3:2–2:1", ">2:1"]
-NSFW_BINS = 20
 NEVER_SHOWN = {Reason.NSFW.value}  # dropped as NSFW: never put into a report
+_KEPT_COLUMNS = ["key", "split", "caption", "width", "height", "image_format", "tar_file", "image_offset"]
+_KEPT_COLUMNS += ["file_size"]
 
 
 def write_report(
@@ -49,9 +49,9 @@ def write_report(
         figures=figures,
         splits=SPLITS,
         human_bytes=human_bytes,
-        charts=_charts(state.kept, figures, manifest, settings.nsfw_threshold),
-        kept_thumbs=list(_kept_thumbnails(store, state.kept, settings)),
-        dropped_thumbs=list(_dropped_thumbnails(state, settings, read_rejected_image)),
+        charts=_charts(figures, manifest, settings.nsfw_threshold),
+        kept_thumbs=list(_kept_thumbnails(store, state, settings)),
+        dropped_thumbs=list(_dropped_thumbnails(store, state, settings, read_rejected_image)),
         thumbs_enabled=settings.report_thumbnails > 0,
         dropped_readable=read_rejected_image is not None,
         show=_show,
@@ -59,25 +59,19 @@ def write_report(
     store.write_text(REPORT, page)
 
 
-def _charts(kept: pa.Table, figures: Tally, manifest: dict[str, Any], threshold: float) -> dict[str, str]:
-    width = kept.column("width").to_numpy().astype(float)
-    height = kept.column("height").to_numpy().astype(float)
-    megapixels, _ = np.histogram(width * height / 1e6, MEGAPIXEL_EDGES)
-    aspect, _ = np.histogram(width / np.maximum(height, 1), ASPECT_EDGES)
-    nsfw, _ = np.histogram(kept.column("nsfw_score").to_numpy(), NSFW_BINS, range=(0.0, 1.0))
+def _charts(figures: Tally, manifest: dict[str, Any], threshold: float) -> dict[str, str]:
     edges = itertools.pairwise(MEGAPIXEL_EDGES)
-    mp_labels = [f"{lo:g}–{hi:g}" if np.isfinite(hi) else f"≥{lo:g}" for lo, hi in edges]
+    mp_labels = [f"{lo:g}–{hi:g}" if hi != float("inf") else f"≥{lo:g}" for lo, hi in edges]
     mp_labels[0] = "<1"
     nsfw_labels = [f"{n / NSFW_BINS:.2f}" for n in range(NSFW_BINS)]
     funnel = _funnel(manifest["runs"])
-    kept_total = figures.total
     return {
-        "funnel": bar_chart([*funnel, ("kept (in shards)", kept_total)], "funnel"),
+        "funnel": bar_chart([*funnel, ("kept (in shards)", figures.total)], "funnel"),
         "reasons": bar_chart(list(figures.rejected.items()), "dropped candidates by reason"),
-        "megapixels": histogram(mp_labels, megapixels.tolist(), "megapixels"),
-        "aspect": histogram(ASPECT_LABELS, aspect.tolist(), "aspect ratio (width:height)"),
+        "megapixels": histogram(mp_labels, list(figures.megapixels), "megapixels"),
+        "aspect": histogram(ASPECT_LABELS, list(figures.aspect), "aspect ratio (width:height)"),
         "nsfw": histogram(
-            nsfw_labels, nsfw.tolist(), "NSFW score", marker=threshold, tick_every=2, at_edges=True
+            nsfw_labels, list(figures.nsfw), "NSFW score", marker=threshold, tick_every=2, at_edges=True
         ),
         "versions": bar_chart(
             [(version or "not specified", n) for version, n in figures.mj_versions.items()],
@@ -97,23 +91,29 @@ def _show(value: object) -> str:
 
 
 def _funnel(runs: list[dict[str, Any]]) -> list[tuple[str, int]]:
-    """Funnel stages summed over all runs, in the order they first appear."""
-    totals: dict[str, int] = {}
-    for entry in runs:
-        for step in entry["funnel"]:
-            totals[step["stage"]] = totals.get(step["stage"], 0) + step["count"]
-    return list(totals.items())
+    """The current dataset's funnel: the latest run's, which counts every candidate decided so far
+    once (earlier runs' funnels are what the dataset held then, not parts to add up)."""
+    return [(step["stage"], step["count"]) for step in runs[-1]["funnel"]] if runs else []
 
 
-def _pick(keys: list[str], indices: Iterable[int], count: int) -> pa.Array:
-    """The `count` indices whose keys come first in `pick_order`: a stable pseudo-random sample."""
-    return pa.array(heapq.nsmallest(count, indices, key=lambda i: pick_order(keys[i])), pa.int64())
-
-
-def _kept_thumbnails(store: Store, kept: pa.Table, settings: Settings) -> Iterator[tuple[dict, str]]:
-    keys = kept.column("key").to_pylist()
+def _kept_thumbnails(store: Store, state: DatasetState, settings: Settings) -> Iterator[tuple[dict, str]]:
+    """A stable pseudo-random pick of kept samples (`pick_order` of their keys), read from the tars."""
+    shards = [s for split in SPLITS for s in state.shards[split]]
     wanted = 4 * settings.report_thumbnails  # first_thumbnails tries at most 4x the number shown
-    rows = kept.take(_pick(keys, range(len(keys)), wanted)).to_pylist()
+    orders = (
+        (pick_order(key), number, row)
+        for number, stats in enumerate(shards)
+        for row, key in enumerate(read_table(store, stats.shard.sidecar, ["key"]).column("key").to_pylist())
+    )
+    picked = heapq.nsmallest(wanted, orders)
+    by_shard: dict[int, list[int]] = defaultdict(list)
+    for _, number, row in picked:
+        by_shard[number].append(row)
+    rows = {}
+    for number, wanted_rows in by_shard.items():
+        table = read_table(store, shards[number].shard.sidecar, _KEPT_COLUMNS)
+        rows.update(((number, r), row) for r, row in zip(wanted_rows, _take(table, wanted_rows), strict=True))
+    ordered = [rows[(number, row)] for _, number, row in picked]
 
     def reader(row: dict) -> Callable[[], bytes]:
         def read() -> bytes:
@@ -123,42 +123,46 @@ def _kept_thumbnails(store: Store, kept: pa.Table, settings: Settings) -> Iterat
 
         return read
 
-    candidates = ((row, reader(row)) for row in rows)
+    candidates = ((row, reader(row)) for row in ordered)
     yield from first_thumbnails(candidates, settings.report_thumbnails, settings.max_image_pixels)
 
 
+def _take(table: pa.Table, rows: Sequence[int]) -> list[dict]:
+    return table.take(pa.array(rows, pa.int64())).to_pylist()
+
+
 def _dropped_thumbnails(
-    state: DatasetState, settings: Settings, read: Callable[[Rejection], bytes | None] | None
+    store: Store, state: DatasetState, settings: Settings, read: Callable[[Rejection], bytes | None] | None
 ) -> Iterator[tuple[dict, str]]:
     """Round-robin over reasons (pipeline order) so every kind of drop gets a face.
 
-    Filtered with pyarrow first: rejected/ can hold millions of rows, only a few become dicts.
+    Each rejected file is filtered with pyarrow first (stored media, shown reasons, not kept
+    later): rejected/ can hold millions of rows, only the few picked per reason become dicts.
     """
     limit = settings.report_thumbnails // 2
     if read is None or not limit:
         return
-    rejected = state.rejected
-    shown = pc.and_(
-        pc.not_equal(rejected.column("sha256"), ""),  # media was stored
-        pc.invert(pc.is_in(rejected.column("reason"), value_set=pa.array(sorted(NEVER_SHOWN)))),
-    )
-    kept_later = pc.is_in(rejected.column("key"), value_set=state.kept.column("key").combine_chunks())
-    rejected = rejected.filter(pc.and_(shown, pc.invert(kept_later)))
-    keys = rejected.column("key").to_pylist()
-    by_reason: dict[str, list[int]] = defaultdict(list)
-    for index, reason in enumerate(rejected.column("reason").to_pylist()):
-        by_reason[reason].append(index)
-    order = {reason.value: n for n, reason in enumerate(Reason)}
-    queues = [
-        rejected.take(
-            pa.array(heapq.nsmallest(4 * limit, by_reason[r], key=lambda i: pick_order(keys[i])))
-        ).to_pylist()
-        for r in sorted(by_reason, key=lambda r: order.get(r, len(order)))
-    ]
+    best: dict[str, list[tuple[bytes, dict]]] = defaultdict(list)  # reason -> (pick order, row)
+    for table in read_rejected(store, REJECTED_SCHEMA.names):
+        showable = pc.and_(
+            pc.not_equal(table.column("sha256"), ""),  # media was stored
+            pc.invert(pc.is_in(table.column("reason"), value_set=pa.array(sorted(NEVER_SHOWN)))),
+        )
+        kept_later = pc.is_in(table.column("key"), value_set=state.kept)
+        table = table.filter(pc.and_(showable, pc.invert(kept_later)))
+        keys, reasons = table.column("key").to_pylist(), table.column("reason").to_pylist()
+        for reason in set(reasons):
+            ranked = heapq.nsmallest(
+                4 * limit, ((pick_order(keys[n]), n) for n, r in enumerate(reasons) if r == reason)
+            )
+            rows = _take(table, [n for _, n in ranked])
+            found = [(order, row) for (order, _), row in zip(ranked, rows, strict=True)]
+            best[reason] = heapq.nsmallest(4 * limit, best[reason] + found, key=lambda pair: pair[0])
+    order = {code: n for n, code in enumerate(FUNNEL_ORDER)}
+    queues = [[row for _, row in best[reason]] for reason in sorted(best, key=order.__getitem__)]
     interleaved = (row for group in itertools.zip_longest(*queues) for row in group if row is not None)
 
     def reader(row: dict) -> Callable[[], bytes | None]:
         return lambda: read(to_rejection(row))
 
-    candidates = ((row, reader(row)) for row in interleaved)
-    yield from first_thumbnails(candidates, limit, settings.max_image_pixels)
+    yield from first_thumbnails(((row, reader(row)) for row in interleaved), limit, settings.max_image_pixels)

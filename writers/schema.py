@@ -1,54 +1,68 @@
-"""The fields of a sample's `.json` member, in one place: their types drive the JSON writer's
-checks, the parquet sidecar schema and the `features` the dataset card declares to Hugging Face.
+"""The fields of a sample's `.json` member, derived from `midshard.records.Sample`: their types drive
+the JSON writer's checks, the parquet sidecar schema and the `features` the dataset card declares
+to Hugging Face.
 
-Rules (they keep every reader happy, see docs/writing.md): constant types, no nulls, ints/floats/
-strings only. Discord snowflakes are strings (JavaScript loses precision above 2**53, and Discord's
-own API sends them as strings). Names follow img2dataset where it has one.
+Rules (they keep every reader happy, see docs/writing.md): constant types; ints, floats and
+strings only; no nulls except `nsfw_score` with the `none` scorer. Discord snowflakes are strings
+(JavaScript loses precision above 2**53, and Discord's own API sends them as strings). Names follow
+img2dataset where it has one (`caption`, `status`, `error_message`, `original_width`, ...).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import types
+import typing
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from midshard.records import Sample
+from midshard.schema import field_doc
 from midshard.writers.split import split_of
 
+SNOWFLAKES = ("message_id", "channel_id", "attachment_id")
+NULLABLE = ("nsfw_score",)
+
+
+def _from_sample(name: str, json_name: str | None = None) -> tuple[str, tuple[type, str]]:
+    """A member field that is a `Sample` field (snowflakes as strings), with the record's doc."""
+    kind = typing.get_type_hints(Sample)[name]
+    if isinstance(kind, types.UnionType):  # `float | None`: nullable, see NULLABLE
+        kind = next(k for k in typing.get_args(kind) if k is not type(None))
+    return json_name or name, (str if name in SNOWFLAKES else kind, field_doc(Sample, name))
+
+
 # name -> (python type, meaning), in documentation order.
-SAMPLE_FIELDS: dict[str, tuple[type, str]] = {
-    # img2dataset-compatible names
-    "key": (str, "member basename: 20-digit message id + 2-digit attachment index + tile digit"),
-    "caption": (str, "clean prompt (Midjourney arguments and :: weights removed) = the .txt member"),
-    "url": (str, "attachment URL without the expiring ex/is/hm signature (not a durable download link)"),
-    "status": (str, 'always "success" (img2dataset compatibility)'),
-    "error_message": (str, 'always "" (img2dataset compatibility)'),
-    "width": (int, "pixels, from the image header"),
-    "height": (int, "pixels, from the image header"),
-    "original_width": (int, "= width: images are never resized (grid tiles are lossless crops)"),
-    "original_height": (int, "= height"),
-    "sha256": (str, "hex sha256 of the image member's bytes"),
-    # provenance
-    "message_id": (str, "Discord message snowflake (a string: JavaScript loses precision above 2**53)"),
-    "channel_id": (str, "Discord channel snowflake"),
-    "attachment_id": (str, "Discord attachment snowflake"),
-    "tile": (int, "0 = the whole image, 1-4 = a tile of a split 2x2 grid"),
-    "timestamp": (str, "ISO-8601 UTC time of the message"),
-    "kind": (str, "grid, upscale, ... (docs/parsing-rules.md)"),
-    # prompt and parameters
-    "raw_prompt": (str, "the prompt as posted, Midjourney arguments included"),
-    "params": (str, 'parsed arguments as a JSON object string, e.g. {"aspect":"16:9","version":"6.1"}'),
-    "mj_version": (str, 'model asked for: "6.1", "niji 6", ...; "" when the prompt does not say'),
-    # image
-    "image_format": (str, "png | webp | jpeg | gif = the extension of the image member"),
-    "file_size": (int, "bytes of the image member"),
-    "phash": (str, "64-bit perceptual hash, 16 hex digits"),
-    "phash_impl": (str, "how phash was computed"),
-    "nsfw_score": (float, "NSFW probability 0-1 (threshold and model in manifest.json)"),
-    "nsfw_scorer": (str, "the NSFW scorer that produced nsfw_score"),
-    "split": (str, "train | validation"),
-}
+SAMPLE_FIELDS: dict[str, tuple[type, str]] = dict(
+    [
+        _from_sample("key"),
+        _from_sample("prompt", "caption"),
+        _from_sample("url"),
+        ("status", (str, 'always "success" (img2dataset compatibility)')),
+        ("error_message", (str, 'always "" (img2dataset compatibility)')),
+        _from_sample("width"),
+        _from_sample("height"),
+        ("original_width", (int, "= width: images are never resized (grid tiles are lossless crops)")),
+        ("original_height", (int, "= height")),
+        _from_sample("sha256"),
+        _from_sample("message_id"),
+        _from_sample("channel_id"),
+        _from_sample("attachment_id"),
+        _from_sample("tile"),
+        _from_sample("timestamp"),
+        _from_sample("kind"),
+        _from_sample("raw_prompt"),
+        ("params", (str, 'parsed arguments as a JSON object string, e.g. {"aspect":"16:9","version":"6.1"}')),
+        ("mj_version", (str, 'model asked for: "6.1", "niji 6", ...; "" when the prompt does not say')),
+        _from_sample("format", "image_format"),
+        _from_sample("file_size"),
+        _from_sample("phash"),
+        _from_sample("phash_impl"),
+        _from_sample("nsfw_score"),
+        _from_sample("nsfw_scorer"),
+        ("split", (str, "train | validation")),
+    ]
+)
 
 # Extra parquet sidecar columns: where the sample's image bytes are inside its tar.
 SIDECAR_FIELDS: dict[str, tuple[type, str]] = {
@@ -58,7 +72,6 @@ SIDECAR_FIELDS: dict[str, tuple[type, str]] = {
 }
 
 IMAGE_FORMATS = ("gif", "jpeg", "jpg", "png", "webp")
-SIGNATURE_PARAMS = {"ex", "is", "hm"}
 
 
 def mj_version(params: dict[str, str]) -> str:
@@ -66,13 +79,6 @@ def mj_version(params: dict[str, str]) -> str:
     if "niji" in params:
         return f"niji {params['niji']}".strip()
     return params.get("version", "")
-
-
-def unsigned_url(url: str) -> str:
-    """The URL without Discord's expiring signature (`ex`, `is`, `hm`): never store a signed link."""
-    parts = urlsplit(url)
-    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in SIGNATURE_PARAMS]
-    return urlunsplit(parts._replace(query=urlencode(query)))
 
 
 def dumps(obj: Any) -> bytes:
@@ -92,7 +98,7 @@ def sample_record(sample: Sample, salt: str) -> dict[str, Any]:
     record: dict[str, Any] = {
         "key": sample.key,
         "caption": sample.prompt,
-        "url": unsigned_url(sample.url),
+        "url": sample.url,
         "status": "success",
         "error_message": "",
         "width": sample.width,
@@ -113,7 +119,7 @@ def sample_record(sample: Sample, salt: str) -> dict[str, Any]:
         "file_size": sample.file_size,
         "phash": sample.phash,
         "phash_impl": sample.phash_impl,
-        "nsfw_score": float(sample.nsfw_score) if isinstance(sample.nsfw_score, int | float) else None,
+        "nsfw_score": sample.nsfw_score,
         "nsfw_scorer": sample.nsfw_scorer,
         "split": split_of(sample.prompt, salt),
     }
@@ -124,6 +130,8 @@ def sample_record(sample: Sample, salt: str) -> dict[str, Any]:
 def check_types(record: dict[str, Any], fields: dict[str, tuple[type, str]], key: str) -> None:
     for name, (kind, _) in fields.items():
         value = record[name]
+        if value is None and name in NULLABLE:
+            continue
         # bool is an int subclass: reject it explicitly so a column never mixes the two.
         if type(value) is not kind or (kind is float and not math.isfinite(value)):
             raise ValueError(f"sample {key}: field {name!r} = {value!r} is not a finite {kind.__name__}")

@@ -18,13 +18,13 @@ import pyarrow.parquet as pq
 
 from midshard.store import Store
 from midshard.writers.layout import SIZES, SPLITS, ShardId, wids_index
-from midshard.writers.schema import SAMPLE_FIELDS, SIDECAR_FIELDS
-from midshard.writers.shards import Entry, WrittenShard
+from midshard.writers.schema import NULLABLE, SAMPLE_FIELDS, SIDECAR_FIELDS
+from midshard.writers.shards import WrittenShard
 
 _ARROW_TYPES = {str: pa.string(), int: pa.int64(), float: pa.float64()}
 SIDECAR_SCHEMA = pa.schema(
     [
-        pa.field(name, _ARROW_TYPES[kind], nullable=False)
+        pa.field(name, _ARROW_TYPES[kind], nullable=name in NULLABLE)
         for name, (kind, _) in {**SAMPLE_FIELDS, **SIDECAR_FIELDS}.items()
     ]
 )
@@ -46,7 +46,7 @@ def read_table(store: Store, rel: str, columns: Sequence[str] | None = None) -> 
         return pq.read_table(handle, columns=list(columns) if columns is not None else None)
 
 
-def write_sidecar(store: Store, written: WrittenShard, entries: Sequence[Entry]) -> None:
+def write_sidecar(store: Store, written: WrittenShard) -> None:
     rows = [
         {
             **json.loads(entry.json_bytes),
@@ -54,7 +54,7 @@ def write_sidecar(store: Store, written: WrittenShard, entries: Sequence[Entry])
             "image_member": entry.image_member,
             "image_offset": written.image_offsets[entry.key],
         }
-        for entry in entries
+        for entry in written.entries
     ]
     write_table(store, written.shard.sidecar, pa.Table.from_pylist(rows, schema=SIDECAR_SCHEMA))
 
@@ -92,7 +92,7 @@ class ShardStats:
 
 
 def write_stats(store: Store, written: WrittenShard, run: str) -> ShardStats:
-    stats = ShardStats(written.shard, len(written.keys), written.filesize, written.md5sum, run)
+    stats = ShardStats(written.shard, len(written.entries), written.filesize, written.md5sum, run)
     store.write_bytes(written.shard.stats, dumps_pretty(stats.to_json()))
     return stats
 

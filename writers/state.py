@@ -18,39 +18,30 @@ import pyarrow.compute as pc
 from midshard.store import TMP_SUFFIX, Store
 from midshard.writers.layout import DATASET, REJECTED, SPLITS, ShardId, parse_shard_file
 from midshard.writers.rejected import read_rejected
-from midshard.writers.sidecars import SIDECAR_SCHEMA, ShardStats, read_table
-
-# Sidecar columns the writers need to read back (skip known keys, tally, report).
-KEPT_COLUMNS = (
-    "key",
-    "split",
-    "caption",
-    "width",
-    "height",
-    "mj_version",
-    "image_format",
-    "file_size",
-    "nsfw_score",
-    "nsfw_scorer",
-    "phash_impl",
-    "tar_file",
-    "image_offset",
-)
+from midshard.writers.sidecars import ShardStats, read_table
 
 
 @dataclass(frozen=True, slots=True)
 class DatasetState:
-    shards: dict[str, list[ShardStats]]  # split -> complete shards, in index order
-    kept: pa.Table  # KEPT_COLUMNS of every sidecar, in shard order
-    rejected: pa.Table  # every rejected row
+    """The complete shards and the keys already written: the keys are Arrow columns (one string
+    each in C memory, never a Python object), read from the sidecars' and rejected files' `key`."""
 
-    def kept_among(self, keys: Sequence[str]) -> set[str]:
-        """Which of `keys` are already in a shard."""
+    shards: dict[str, list[ShardStats]]  # split -> complete shards, in index order
+    kept: pa.Array  # keys of every sample in a shard
+    rejected: pa.Array  # keys of every rejected row
+
+    def kept_among(self, keys: Sequence[str]) -> list[bool]:
+        """For each of `keys`: is it already in a shard?"""
         return _present(self.kept, keys)
 
-    def rejected_among(self, keys: Sequence[str]) -> set[str]:
-        """Which of `keys` are already recorded in rejected/."""
+    def rejected_among(self, keys: Sequence[str]) -> list[bool]:
+        """For each of `keys`: is it already recorded in rejected/?"""
         return _present(self.rejected, keys)
+
+    def recorded_among(self, keys: Sequence[str]) -> list[bool]:
+        """For each of `keys`: is it in a shard or in rejected/ already?"""
+        kept, rejected = self.kept_among(keys), self.rejected_among(keys)
+        return [a or b for a, b in zip(kept, rejected, strict=True)]
 
     def next_index(self, split: str) -> int:
         return len(self.shards[split])
@@ -86,24 +77,30 @@ def recover(store: Store) -> None:
             raise RuntimeError(f"{DATASET}: {split} shards are not numbered 0..n-1 without gaps: {indexes}")
 
 
-def load(store: Store) -> DatasetState:
-    """Read the complete shards' stats and sidecars and the rejected rows (call `recover` first)."""
+def complete_shards(store: Store) -> dict[str, list[ShardStats]]:
+    """The stats of every complete shard, per split in index order (call `recover` first)."""
     shards: dict[str, list[ShardStats]] = {split: [] for split in SPLITS}
     for path in store.list(DATASET, "_stats.json"):
         parsed = parse_shard_file(posixpath.basename(path))
         if parsed:
             shards[parsed[0].split].append(ShardStats.read(store, parsed[0]))
-    tables = [read_table(store, s.shard.sidecar, KEPT_COLUMNS) for split in SPLITS for s in shards[split]]
-    kept = pa.concat_tables(tables) if tables else _empty(KEPT_COLUMNS)
-    return DatasetState(shards, kept, read_rejected(store))
+    return shards
 
 
-def _present(table: pa.Table, keys: Sequence[str]) -> set[str]:
+def load(store: Store) -> DatasetState:
+    """The complete shards and the keys written so far (call `recover` first)."""
+    shards = complete_shards(store)
+    kept = [
+        read_table(store, s.shard.sidecar, ["key"]).column("key") for split in SPLITS for s in shards[split]
+    ]
+    rejected = [table.column("key") for table in read_rejected(store, ["key"])]
+    return DatasetState(shards, _keys(kept), _keys(rejected))
+
+
+def _keys(columns: list[pa.ChunkedArray]) -> pa.Array:
+    return pa.chunked_array(columns, pa.string()).combine_chunks() if columns else pa.array([], pa.string())
+
+
+def _present(values: pa.Array, keys: Sequence[str]) -> list[bool]:
     """Vectorised membership test (rejected/ can hold millions of rows: no Python set of them)."""
-    wanted = pa.array(keys, pa.string())
-    mask = pc.is_in(wanted, value_set=table.column("key").combine_chunks())
-    return set(wanted.filter(mask).to_pylist())
-
-
-def _empty(columns: Sequence[str]) -> pa.Table:
-    return pa.schema([SIDECAR_SCHEMA.field(c) for c in columns]).empty_table()
+    return pc.is_in(pa.array(keys, pa.string()), value_set=values).to_pylist()

@@ -1,5 +1,5 @@
-"""Midjourney messages built by the tests, in the Discord API shape (shared/reference/discord_api.md
-section 1.5) and converted to the DiscordChatExporter shape (section 6)."""
+"""Midjourney messages built by the tests, in the Discord API shape (Discord developer docs, Message
+resource) and converted to the DiscordChatExporter shape (its `JsonMessageWriter`)."""
 
 from __future__ import annotations
 

@@ -98,9 +98,14 @@ def test_huge_prompts() -> None:
 
 # -- properties -----------------------------------------------------------------------------------
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_HIDDEN = re.compile("[\u061c\u200b\u200e\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
+_JOINER = re.compile("[\u200c\u200d]")
 # Text that is dense in the characters the grammar cares about.
 _TOKEN = st.one_of(
     st.sampled_from(["-", "—", "–", ":", ",", " ", "<", ">", "#", "[", "]", "\x00", "\n", "\u3000", "h"]),
+    st.sampled_from(
+        ["\u200b", "\u200c", "\u200d", "\u202e", "\u2066", "\ufeff", "é", "\U0001f469", "\u0915"]
+    ),
     st.sampled_from(["--ar", "—v", "::", "::2", "https://", "s.mj.run/x", "<<<", ">>>", "5", ".", "[12]"]),
     st.characters(),
 )
@@ -108,6 +113,7 @@ _TRICKY = st.lists(_TOKEN, max_size=40).map("".join)
 _ANY = st.one_of(st.text(), _TRICKY, st.lists(_TRICKY, max_size=5).map("".join))
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None)
 @given(_ANY)
 def test_never_raises_and_is_idempotent(raw: str) -> None:
@@ -118,6 +124,10 @@ def test_never_raises_and_is_idempotent(raw: str) -> None:
     assert not _CONTROL.search(first.prompt)
     assert first.prompt == first.prompt.strip() and not first.prompt.endswith(",")
     assert all(_CONTROL.search(v) is None for v in first.params.values())
+    assert not _HIDDEN.search(first.prompt)
+    for joiner in _JOINER.finditer(first.prompt):  # only between two non-ASCII, non-space characters
+        before, after = first.prompt[joiner.start() - 1], first.prompt[joiner.end()]
+        assert not (before.isascii() or before.isspace() or after.isascii() or after.isspace())
 
 
 _WORD = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789.:!?'()", min_size=1, max_size=8).filter(
@@ -126,6 +136,7 @@ _WORD = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789.:!?'()", min_size
 _NAMES = sorted({*ALIASES, "ar", "sref", "no", "tile", "seed", "style", "raw", "mycustom"} - {"w"})
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None)
 @given(
     prompt=st.lists(_WORD, max_size=6),

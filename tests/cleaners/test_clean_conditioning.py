@@ -1,4 +1,5 @@
-"""Image conditioning, inherited through `message_reference` in a real raw store; plan's steps 1-9."""
+"""Image conditioning, inherited through `message_reference` in a real raw store; the message steps
+before any media."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import pytest
 from mj_messages import USER_ID, api_message, attachment, snowflake, to_dce
 
 from midshard.cleaners.conditioning import Inheritance, Lineage, own_conditioning
-from midshard.cleaners.pipeline import downloadable_attachments, plan
+from midshard.cleaners.decisions import DecisionStore
+from midshard.cleaners.pipeline import Cleaner, Downloadable
+from midshard.cleaners.steps import Pending
 from midshard.raw_store import AttachmentResult, RawStore
 from midshard.records import Kind, candidate_key
 from midshard.settings import Settings
@@ -23,12 +26,17 @@ def _raw(tmp_path: Path, messages: list[dict], results: list[AttachmentResult] =
     raw = RawStore(Store(str(tmp_path / "root")))
     # two batches, the parents in the later one: inheritance must not depend on reading order
     half = len(messages) // 2
-    paths = [
-        raw.write_message_batch(CHANNEL, messages[half:]),
-        raw.write_message_batch(CHANNEL, messages[:half]),
-    ]
-    raw.write_attachment_results(CHANNEL, paths[0], results)
+    for part in (messages[half:], messages[:half]):
+        path = raw.write_message_batch(CHANNEL, part)
+        ids = {int(m["id"]) for m in part}  # each batch's attachment index holds its own attachments
+        raw.write_attachment_results(CHANNEL, path, [r for r in results if r.message_id in ids])
     return raw
+
+
+def _plan(raw: RawStore, settings: Settings) -> list[Pending]:
+    """Every candidate of the raw store not decided yet, after the steps before the features."""
+    cleaner = Cleaner(raw, DecisionStore(raw.store), settings)
+    return [pending for chunk in cleaner.chunks() for pending in chunk.pending]
 
 
 def test_own_conditioning() -> None:
@@ -77,8 +85,8 @@ def test_inheritance_through_the_raw_store(tmp_path: Path, shape: str) -> None:
     ]
     raw = _raw(tmp_path, [convert(m) for m in messages])
     settings = Settings(grids="split")
-    candidates = {c.message.id: c for c in plan(raw, settings, set())}
-    conditioned = {n: candidates[int(snowflake(n))].message.image_conditioned for n in range(1, 9)}
+    candidates = {p.candidate.message.id: p for p in _plan(raw, settings)}
+    conditioned = {n: candidates[int(snowflake(n))].candidate.message.image_conditioned for n in range(1, 9)}
     assert conditioned == {1: False, 2: False, 3: True, 4: True, 5: True, 6: True, 7: True, 8: False}
     decisions = {n: str(candidates[int(snowflake(n))].decision) for n in range(2, 9)}
     assert decisions == {
@@ -92,7 +100,8 @@ def test_inheritance_through_the_raw_store(tmp_path: Path, shape: str) -> None:
     }
 
 
-def test_plan_runs_steps_one_to_nine(tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_planning_runs_the_message_steps_and_stored(tmp_path: Path) -> None:
     small = attachment(51, width=512, height=512)
     messages = [
         api_message(1, f"**a fox** - {M} (fast)"),  # grid, skipped
@@ -118,37 +127,50 @@ def test_plan_runs_steps_one_to_nine(tmp_path: Path) -> None:
     ]
     raw = _raw(tmp_path, messages, results)
     settings = Settings()
-    out = plan(raw, settings, set())
-    assert [c.key for c in out] == sorted(c.key for c in out)
-    got = {(c.message.id, c.attachment_index, c.tile): (str(c.decision), c.sha256) for c in out}
+    out = _plan(raw, settings)
+    keys = [p.candidate.key for p in out]
+    assert keys == sorted(keys)
+    got = {
+        (p.candidate.message.id, p.candidate.attachment_index, p.candidate.tile): (
+            str(p.decision),
+            p.candidate.sha256,
+        )
+        for p in out
+    }
     k = lambda n: int(snowflake(n))  # noqa: E731
     assert got == {
-        (k(1), 0, 0): ("grid", None),
-        (k(2), 0, 0): ("None", "ab" * 32),
-        (k(3), 0, 0): ("no_attachment", None),
-        (k(4), 0, 0): ("not_an_image", None),
-        (k(5), 0, 0): ("oversized_file", None),
-        (k(6), 0, 0): ("download_failed:http_404", None),
-        (k(6), 1, 0): ("oversized_file", None),
-        (k(7), 0, 0): ("progress", None),
-        (k(8), 0, 0): ("not_midjourney", None),
-        (k(9), 0, 0): ("not_a_generation", None),
-        (k(10), 0, 0): ("download_failed:not_downloaded", None),  # no extension, no type: header decides
+        (k(1), 0, 0): ("grid", ""),
+        (k(2), 0, 0): ("None", "ab" * 32),  # stored: its features decide next
+        (k(3), 0, 0): ("no_attachment", ""),
+        (k(4), 0, 0): ("not_an_image", ""),
+        (k(5), 0, 0): ("oversized_file", ""),
+        (k(6), 0, 0): ("download_failed:http_404", ""),
+        (k(6), 1, 0): ("oversized_file", ""),
+        (k(7), 0, 0): ("progress", ""),
+        (k(8), 0, 0): ("not_midjourney", ""),
+        (k(9), 0, 0): ("not_a_generation", ""),
+        (k(10), 0, 0): ("download_failed:not_downloaded", ""),  # no extension, no type: header decides
     }
-    # already decided keys are not planned again; a split grid yields four tiles
-    again = plan(raw, Settings(grids="split"), {c.key for c in out})
-    assert [c.key for c in again] == [candidate_key(k(1), 0, tile) for tile in (1, 2, 3, 4)]
-    assert all(c.decision is not None and str(c.decision).startswith("download_failed") for c in again)
+    # a split grid yields four tiles
+    tiles = [p for p in _plan(raw, Settings(grids="split")) if p.candidate.message.id == k(1)]
+    assert [p.candidate.key for p in tiles] == [candidate_key(k(1), 0, tile) for tile in (1, 2, 3, 4)]
+    assert {str(p.decision) for p in tiles} == {"download_failed:not_downloaded"}
+    # decided candidates are not planned again (their batch is settled: its media is done), except
+    # one whose features are missing (a worker died on it): download_failed:no_features, retried
+    cleaner = Cleaner(raw, DecisionStore(raw.store), settings)
+    for chunk in cleaner.chunks():
+        cleaner.decide(chunk, {})
+    assert [p.candidate.key for p in _plan(raw, settings)] == [candidate_key(k(2))]
 
 
 def test_downloadable_attachments_ignores_parents() -> None:
-    settings = Settings()
+    downloadable = Downloadable(Settings())
     crop = api_message(2, f"**a fox** - Image #1 {M}", parent=1, attachments=[attachment(7), attachment(8)])
-    assert downloadable_attachments(crop, settings) == [7, 8]
-    assert downloadable_attachments(to_dce(crop), settings) == [7, 8]
+    assert downloadable(crop) == [7, 8]
+    assert downloadable(to_dce(crop)) == [7, 8]
     grid = api_message(1, f"**a fox** - {M} (fast)", attachments=[attachment(9)])
-    assert downloadable_attachments(grid, settings) == []
-    assert downloadable_attachments(grid, Settings(grids="split")) == [9]
-    assert downloadable_attachments(api_message(3, f"**a fox** - Variations by {M} (fast)"), settings) == []
-    assert downloadable_attachments({"id": "x"}, settings) == []
-    assert downloadable_attachments(api_message(4, "hi", author_id=USER_ID), settings) == []
+    assert downloadable(grid) == []
+    assert Downloadable(Settings(grids="split"))(grid) == [9]
+    assert downloadable(api_message(3, f"**a fox** - Variations by {M} (fast)")) == []
+    assert downloadable({"id": "x"}) == []
+    assert downloadable(api_message(4, "hi", author_id=USER_ID)) == []

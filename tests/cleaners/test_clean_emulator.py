@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 
 from midshard.cleaners.conditioning import CONDITIONED_KINDS
+from midshard.cleaners.decisions import DecisionStore
 from midshard.cleaners.explain import explain_lines
-from midshard.cleaners.pipeline import clean, downloadable_attachments
+from midshard.cleaners.pipeline import Downloadable, clean
 from midshard.emulator.config import EmulatorConfig
-from midshard.emulator.server import Emulator, running_emulator
+from midshard.emulator.running import Emulator, running_emulator
 from midshard.raw_store import AttachmentResult, RawStore
 from midshard.settings import Settings
 from midshard.store import Store
@@ -54,6 +55,7 @@ def _served(cfg: EmulatorConfig) -> list[tuple[dict, dict]]:
     return [(served[line["id"]], line) for line in truth]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_explain_reproduces_the_truth(seed: int) -> None:
     served = _served(
@@ -80,6 +82,7 @@ def test_explain_reproduces_the_truth(seed: int) -> None:
     assert {"grid", "upscale", "variation", "progress", "not_midjourney"} <= kinds
 
 
+@pytest.mark.slow
 def test_explain_cli_on_served_history(tmp_path: Path) -> None:
     served = _served(EmulatorConfig(seed=4, channels=1, messages=300, **FAST))
     path = tmp_path / "history.jsonl"
@@ -93,10 +96,12 @@ def test_explain_cli_on_served_history(tmp_path: Path) -> None:
         assert answer == {f: truth[f if f != "decision" else "message_decision"] for f in OUTPUT}
 
 
+@pytest.mark.slow
 def test_pipeline_reproduces_the_truth(tmp_path: Path) -> None:
     """Served pages into a raw store as the collectors write them; only downloadable files fetched."""
     settings = Settings(clean_workers=1)
     raw = RawStore(Store(str(tmp_path / "root")))
+    downloadable = Downloadable(settings)
     with running_emulator(EmulatorConfig(seed=1, channels=1, messages=40, **FAST)) as emulator:
         (channel_id,) = emulator.channel_ids
         history = _history(emulator, channel_id)
@@ -104,7 +109,7 @@ def test_pipeline_reproduces_the_truth(tmp_path: Path) -> None:
             path = raw.write_message_batch(channel_id, history[start : start + 20])
             results = []
             for message in history[start : start + 20]:
-                wanted = downloadable_attachments(message, settings)
+                wanted = downloadable(message)
                 for a in message["attachments"]:
                     ids = (int(a["id"]), int(message["id"]))
                     if int(a["id"]) in wanted:
@@ -113,7 +118,12 @@ def test_pipeline_reproduces_the_truth(tmp_path: Path) -> None:
                         results.append(AttachmentResult(*ids, error="not_selected"))
             raw.write_attachment_results(channel_id, path, results)
         truth = emulator.truth()
-    result = clean(raw, raw.store, settings)
-    got = {s.key: "keep" for s in result.samples} | {r.key: r.decision for r in result.rejections}
+    clean(raw, raw.store, settings)
+    decisions = DecisionStore(raw.store)
+    got = {
+        key: decision
+        for table in decisions.live(["decision"])
+        for key, decision in zip(table["key"].to_pylist(), table["decision"].to_pylist(), strict=True)
+    }
     assert got == {c["key"]: c["decision"] for line in truth for c in line["candidates"]}
-    assert result.counts["keep"] >= 5
+    assert decisions.funnel()["keep"] >= 5

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from mj_messages import USER_ID, api_message, attachment, snowflake, to_dce
 
 M = f"<@{USER_ID}>"
@@ -30,6 +31,7 @@ def _lines(messages: list) -> bytes:
     )
 
 
+@pytest.mark.slow
 def test_explain_file(tmp_path: Path) -> None:
     crop_of_variation = api_message(3, f"**a fox --v 5** - Image #1 {M}", parent=2)
     lines = [
@@ -43,14 +45,15 @@ def test_explain_file(tmp_path: Path) -> None:
         b"\xff\xfe",
         api_message(6, "hello", author_id=USER_ID),
         api_message(7, f"**a fox** - {M} (fast)"),
+        api_message(8, "Animating..."),  # an image-to-video job announced
     ]
     path = tmp_path / "in.jsonl"
     path.write_bytes(_lines(lines))
     done = _explain(str(path))
     assert done.returncode == 0, done.stderr
     out = [json.loads(line) for line in done.stdout.decode().splitlines()]
-    assert [list(o) for o in out if "error" not in o] == [FIELDS] * 6
-    assert [o.get("line") for o in out] == [None, None, None, 4, None, 7, 8, None, None]
+    assert [list(o) for o in out if "error" not in o] == [FIELDS] * 7
+    assert [o.get("line") for o in out] == [None, None, None, 4, None, 7, 8, None, None, None]
     by_id = {o["id"]: o for o in out if "id" in o}
     assert by_id[snowflake(3)] == {
         "id": snowflake(3),
@@ -77,8 +80,18 @@ def test_explain_file(tmp_path: Path) -> None:
         and by_id[snowflake(6)]["decision"] == "not_midjourney"
     )
     assert by_id[snowflake(7)]["decision"] == "grid"
+    assert by_id[snowflake(8)] == {
+        "id": snowflake(8),
+        "kind": "video",
+        "image_conditioned": True,
+        "prompt": "",
+        "params": {},
+        "image_urls": [],
+        "decision": "image_conditioned",
+    }
 
 
+@pytest.mark.slow
 def test_explain_stdin_settings_and_unreadable_input(tmp_path: Path) -> None:
     grid = api_message(1, f"**a fox** - {M} (fast)")
     done = _explain("-", "--grids", "split", "--min-side", "1025", stdin=_lines([grid]))
@@ -90,6 +103,7 @@ def test_explain_stdin_settings_and_unreadable_input(tmp_path: Path) -> None:
     assert missing.returncode != 0 and b"missing.jsonl" in missing.stderr and not missing.stdout
 
 
+@pytest.mark.slow
 def test_message_only_path_imports_nothing_heavy() -> None:
     code = (
         "import sys; from midshard.cleaners.explain import explain_lines;"

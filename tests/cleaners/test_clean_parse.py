@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from dce_fixtures import EXPORT_2023, EXPORT_CURRENT, real_exports
 from mj_messages import (
     BOT_ID,
     JOB,
@@ -31,7 +32,6 @@ WEB = (
 FOOTER = (
     "\n-# Create, explore, and organize on [midjourney.com](<https://midjourney.com/imagine?from_discord=1>)"
 )
-DCE_FIXTURES = Path("/work/shared/fixtures/dce")
 
 # content -> (kind, image_conditioned, prompt, params, image_urls)
 CASES: list[tuple[str, tuple[Kind, bool, str, dict, list]]] = [
@@ -175,7 +175,7 @@ CASES: list[tuple[str, tuple[Kind, bool, str, dict, list]]] = [
         (Kind.GRID, False, "a fox", {"version": "5.2"}, []),
     ),
     (f"**a fox --v 7.0** - {M} (fast){FOOTER}", (Kind.GRID, False, "a fox", {"version": "7.0"}, [])),
-    # literal oddities of real prompts (midjourney_format.md section 4)
+    # literal oddities of real prompts
     (
         f"**fast car (fast) - racing, --ar 9:16** - {M} (fast)",
         (Kind.GRID, False, "fast car (fast) - racing", {"aspect": "9:16"}, []),
@@ -206,7 +206,10 @@ CASES: list[tuple[str, tuple[Kind, bool, str, dict, list]]] = [
         "You have successfully rated [this job](<https://midjourney.com/jobs/x>) with 😍",
         (Kind.OTHER, False, "", {}, []),
     ),
-    ("Animating...", (Kind.OTHER, False, "", {}, [])),
+    # the placeholder of an image-to-video job (Animate): image-conditioned like the video
+    ("Animating...", (Kind.VIDEO, True, "", {}, [])),
+    ("Animating…", (Kind.VIDEO, True, "", {}, [])),
+    ("Animating... the cat", (Kind.OTHER, False, "", {}, [])),
 ]
 
 
@@ -360,18 +363,59 @@ def test_wrong_typed_fields_never_crash() -> None:
     assert (parsed.prompt, parsed.params) == ("a fox", {"version": "5"})
 
 
-@pytest.mark.parametrize("name", sorted(p.name for p in DCE_FIXTURES.glob("*.json")))
-def test_real_dce_exports_are_not_midjourney(name: str) -> None:
-    export = json.loads((DCE_FIXTURES / name).read_text(encoding="utf-8-sig"))
+def parse_export(path: Path) -> tuple[dict, list]:
+    """An export's document and its parsed messages, checking what every export must give: the
+    channel and UTC timestamps, and each declared attachment read with its name and size."""
+    export = json.loads(path.read_text(encoding="utf-8-sig"))
     channel = int(export["channel"]["id"])
     parsed = [parse_message(m, BOTS, channel) for m in export["messages"]]
     assert len(parsed) == len(export["messages"]) > 0
-    assert {p.kind for p in parsed} == {Kind.NOT_MIDJOURNEY}
     assert all(p.channel_id == channel and p.timestamp.endswith("Z") for p in parsed)
     declared = [a for m in export["messages"] for a in m["attachments"]]
     read = [a for p in parsed for a in p.attachments]
     assert [(a.id, a.filename, a.size) for a in read] == [
         (int(a["id"]), a["fileName"], a["fileSizeBytes"]) for a in declared
     ]
-    replies = [p for p in parsed if p.parent_id]
-    assert replies  # `reference.messageId` is read (the ThreadCreated reference has none)
+    return export, parsed
+
+
+def test_a_2023_dce_export() -> None:
+    export, parsed = parse_export(EXPORT_2023)
+    assert [(p.kind.value, p.image_conditioned) for p in parsed] == [
+        ("not_midjourney", False),  # a member joined
+        ("grid", False),  # `@alice` mentions: DCE renders names, not ids
+        ("upscale", False),  # `Image #2`, type Reply
+        ("not_midjourney", False),  # a person's reply with a photo
+        ("not_midjourney", False),  # ThreadCreated: its reference names no message
+        ("variation", True),
+        ("progress", False),
+    ]
+    ids = [int(m["id"]) for m in export["messages"]]
+    assert [p.parent_id for p in parsed] == [None, None, ids[1], ids[2], None, ids[2], None]
+    assert parsed[1].timestamp == "2023-06-14T09:02:00.850Z"  # a trimmed fraction: `.85`
+    assert parsed[2].prompt == "a lighthouse at dusk, oil painting"
+
+
+def test_a_current_dce_export() -> None:
+    export, parsed = parse_export(EXPORT_CURRENT)
+    assert [(p.kind.value, p.image_conditioned) for p in parsed] == [
+        ("grid", False),  # v7, with the 2025 footer
+        ("upscale", False),
+        ("grid", True),  # an image prompt
+        ("not_midjourney", False),  # a forward
+        ("video", True),  # animate: `--video 1 --motion low`
+        ("not_midjourney", False),
+    ]
+    ids = [int(m["id"]) for m in export["messages"]]
+    # a forward is not a parent
+    assert [p.parent_id for p in parsed] == [None, ids[0], None, None, None, ids[1]]
+    assert parsed[0].timestamp == "2025-06-02T18:30:00.000Z"  # from +02:00
+    assert parsed[0].params == {"aspect": "3:2", "version": "7.0", "raw": ""}
+
+
+def test_real_dce_exports_are_not_midjourney() -> None:
+    """The optional extra check on DCE's own output (tests/dce_fixtures.py says where it is looked for)."""
+    for path in real_exports():
+        _, parsed = parse_export(path)
+        assert {p.kind for p in parsed} == {Kind.NOT_MIDJOURNEY}
+        assert [p for p in parsed if p.parent_id]  # `reference.messageId` is read

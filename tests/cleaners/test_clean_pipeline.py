@@ -15,10 +15,11 @@ import pytest
 from mj_messages import USER_ID, api_message, attachment, snowflake
 from PIL import Image
 
+from midshard.cleaners.decisions import DecisionStore
 from midshard.cleaners.explain import explain_lines
-from midshard.cleaners.pipeline import DecisionStore, clean, unsigned_url
+from midshard.cleaners.pipeline import clean, unsigned_url
 from midshard.raw_store import AttachmentResult, RawStore
-from midshard.records import candidate_key
+from midshard.records import Sample, candidate_key
 from midshard.settings import Settings
 from midshard.store import Store
 
@@ -120,18 +121,23 @@ def _first_batch(media: dict[str, bytes]) -> list[tuple]:
     ]
 
 
-def _decisions(store: Store, settings: Settings) -> dict[str, str]:
-    samples, rejections = DecisionStore(store).load(settings)
-    return {**{s.key: "keep" for s in samples}, **{r.key: r.decision for r in rejections}}
+def _decisions(store: Store) -> dict[str, str]:
+    table = DecisionStore(store).table(["decision"]).sort_by("key")
+    return dict(zip(table["key"].to_pylist(), table["decision"].to_pylist(), strict=True))
 
 
+def _samples(store: Store, parts: list[str]) -> list[Sample]:
+    return list(DecisionStore(store).samples(parts))
+
+
+@pytest.mark.slow
 def test_clean_refresh_threshold_and_explain(tmp_path: Path, media: dict[str, bytes]) -> None:
     channel = Channel(tmp_path / "root")
     channel.add(_first_batch(media))
     settings = Settings(clean_workers=1)
     result = clean(channel.raw, channel.store, settings)
 
-    got = {**{s.key: "keep" for s in result.samples}, **{r.key: r.decision for r in result.rejections}}
+    got = _decisions(channel.store)
     assert got == {
         _key(1): "grid",
         _key(2): "keep",
@@ -148,14 +154,16 @@ def test_clean_refresh_threshold_and_explain(tmp_path: Path, media: dict[str, by
         _key(13): f"duplicate_of:{_key(4)}",
         _key(14): "oversized_file",
     }
-    assert [s.key for s in result.samples] == [_key(2), _key(4)]
-    assert [r.key for r in result.rejections] == sorted(r.key for r in result.rejections)
-    assert result.counts == {
-        "messages": 14, "candidates": 14, "not_midjourney": 1, "image_conditioned": 2, "grid": 1,
-        "not_an_image": 1, "oversized_file": 1, "download_failed:http_404": 1, "empty_file": 1,
-        "animated_image": 1, "too_small": 1, "truncated_image": 1, "duplicate_of": 1, "keep": 2,
-    }  # fmt: skip
-    lake = result.samples[1]
+    samples = _samples(channel.store, result.parts)
+    assert [s.key for s in samples] == [_key(2), _key(4)]
+    decisions = DecisionStore(channel.store)
+    assert decisions.messages() == 14 and result.candidates == 14
+    assert list(decisions.funnel().items()) == [
+        ("not_midjourney", 1), ("image_conditioned", 2), ("grid", 1), ("not_an_image", 1),
+        ("oversized_file", 1), ("download_failed:http_404", 1), ("empty_file", 1), ("animated_image", 1),
+        ("too_small", 1), ("truncated_image", 1), ("duplicate_of", 1), ("keep", 2),
+    ]  # fmt: skip
+    lake = samples[1]
     assert (lake.width, lake.height, lake.format, lake.file_size) == (1024, 1024, "webp", len(media["webp"]))
     assert (lake.kind, lake.prompt, lake.params, lake.tile) == ("upscale", "a lake", {}, 0)
     assert lake.url == unsigned_url(lake.url) and "?" not in lake.url and lake.url.endswith(".png")
@@ -163,7 +171,7 @@ def test_clean_refresh_threshold_and_explain(tmp_path: Path, media: dict[str, by
     assert lake.nsfw_scorer and 0.0 <= lake.nsfw_score < settings.nsfw_threshold
     assert lake.sha256 == channel.raw.put_media(media["webp"])
 
-    # a refresh: only new candidates (and the failed download) are planned; dedup sees the first run
+    # a refresh: only new candidates are planned (the first batch is settled); dedup sees the first run
     channel.add(
         [
             _message(15, f"**a castle** - Image #3 {M}", media["tile1_again"], content_type="image/webp"),
@@ -171,20 +179,27 @@ def test_clean_refresh_threshold_and_explain(tmp_path: Path, media: dict[str, by
         ]
     )
     again = clean(channel.raw, channel.store, settings)
-    assert again.counts["candidates"] == 3 and again.counts["download_failed:http_404"] == 1
-    assert {r.key: r.decision for r in again.rejections}[_key(15)] == f"duplicate_of:{_key(2)}"
-    assert [s.key for s in again.samples] == [_key(16)]
-    everything = _decisions(channel.store, settings)
+    assert again.candidates == 2 and len(again.parts) == 1
+    assert _decisions(channel.store)[_key(15)] == f"duplicate_of:{_key(2)}"
+    assert [s.key for s in _samples(channel.store, again.parts)] == [_key(16)]
+    everything = _decisions(channel.store)
     assert len(everything) == 16 and [k for k, d in everything.items() if d == "keep"] == [
         _key(2),
         _key(4),
         _key(16),
     ]
 
-    # a new NSFW threshold re-decides from stored scores; dedup outcomes do not move
-    strict = _decisions(channel.store, Settings(nsfw_threshold=0.0))
+    # a new NSFW threshold, rebuilt from the cached features: dedup outcomes do not move
+    DecisionStore(channel.store).clear()
+    decoded_before = len(channel.store.list("derived/features", ".parquet"))
+    clean(channel.raw, channel.store, Settings(clean_workers=1, nsfw_threshold=0.0))
+    strict = _decisions(channel.store)
     assert [k for k, d in strict.items() if d == "nsfw"] == [_key(2), _key(4), _key(16)]
     assert strict[_key(15)] == f"duplicate_of:{_key(2)}"
+    assert len(channel.store.list("derived/features", ".parquet")) == decoded_before  # nothing decoded
+    DecisionStore(channel.store).clear()
+    clean(channel.raw, channel.store, settings)
+    assert _decisions(channel.store) == everything
 
     # explain --raw agrees with the pipeline on every stored message
     lines = [json.dumps(m) for _, m in channel.raw.iter_messages()]
@@ -203,21 +218,24 @@ def test_clean_refresh_threshold_and_explain(tmp_path: Path, media: dict[str, by
     assert {o["id"]: o["decision"] for o in map(json.loads, done.stdout.splitlines())} == expected
 
 
+@pytest.mark.slow
 def test_split_grids_and_byte_identical_rebuilds(tmp_path: Path, media: dict[str, bytes]) -> None:
     channel = Channel(tmp_path / "root")
     channel.add(_first_batch(media)[:4])
     settings = Settings(clean_workers=1, grids="split")
     result = clean(channel.raw, channel.store, settings)
-    got = {**{s.key: "keep" for s in result.samples}, **{r.key: r.decision for r in result.rejections}}
-    assert got == {
+    assert _decisions(channel.store) == {
         **{_key(1, tile): "keep" for tile in (1, 2, 3, 4)},
         _key(2): f"duplicate_of:{_key(1, 1)}",  # the U1 crop is the grid's first tile
         _key(3): "too_small",
         _key(4): "keep",
     }
-    assert {(s.width, s.height) for s in result.samples} == {(1024, 1024)}
-    first = channel.store.read_bytes("derived/decisions/decisions-000001.parquet")
-    rebuilt = clean(channel.raw, channel.store, settings, rebuild=True)
-    assert DecisionStore(channel.store).generations() == ["derived/decisions/decisions-000001.parquet"]
-    assert channel.store.read_bytes("derived/decisions/decisions-000001.parquet") == first
-    assert rebuilt.samples == result.samples and rebuilt.counts == result.counts
+    samples = _samples(channel.store, result.parts)
+    assert {(s.width, s.height) for s in samples} == {(1024, 1024)}
+    (part,) = result.parts
+    first = channel.store.read_bytes(part)
+    DecisionStore(channel.store).clear()
+    rebuilt = clean(channel.raw, channel.store, settings)
+    assert DecisionStore(channel.store).parts() == rebuilt.parts == [part]
+    assert channel.store.read_bytes(part) == first
+    assert _samples(channel.store, rebuilt.parts) == samples

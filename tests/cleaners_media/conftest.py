@@ -11,6 +11,8 @@ from midshard.raw_store import RawStore
 from midshard.settings import Settings
 from midshard.store import Store
 
+MAX_PIXELS = Settings.model_fields["max_image_pixels"].default  # the default pixel limit
+
 
 @pytest.fixture
 def root(tmp_path) -> str:

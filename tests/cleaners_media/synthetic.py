@@ -1,7 +1,8 @@
 """Natural-looking generated images (1/f colour noise + a gradient + soft blobs), deterministic by seed.
 
 Flat colours and pure noise make misleading hashes (pHash of a flat image is degenerate; white
-noise has no low frequencies); 1/f noise has a natural image's spectrum (shared/reference/dedup.md §1).
+noise has no low frequencies); 1/f noise has a natural image's spectrum (Field 1987, "Relations
+between the statistics of natural images and the response properties of cortical cells").
 The benchmarks reuse this module.
 """
 

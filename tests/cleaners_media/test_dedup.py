@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from midshard.cleaners import dedup
-from midshard.cleaners.dedup import NearDuplicateFilter
+from midshard.cleaners.dedup import KeptHashes, NearDuplicateFilter
 from midshard.cleaners.mih import MIHIndex, Plan, all_pairs, query
 from midshard.settings import Settings
 
@@ -44,6 +44,7 @@ def hashes() -> np.ndarray:
     return planted_hashes(seed=1, n=6000, cluster=400)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("radius", [0, 1, 4, 6, 8, 10])
 def test_all_pairs_equals_brute_force(hashes, radius):
     pairs = all_pairs(hashes, radius, threads=2)
@@ -140,7 +141,7 @@ def test_filter_matches_greedy_reference_across_calls(monkeypatch, merge_at):
     kept_after = tuple(list(x) + [s[i] for s in sorted(survivors)] for i, x in enumerate(kept))
     expected.update(reference_filter(settings, kept_after, list(zip(*batch2, strict=True))))
 
-    dedup_filter = NearDuplicateFilter(settings, *kept)
+    dedup_filter = NearDuplicateFilter(settings, KeptHashes(*kept))
     got = dict(zip(batch1[0], dedup_filter.run(*batch1), strict=True))
     got.update(zip(batch2[0], dedup_filter.run(*batch2), strict=True))
     assert got == expected
@@ -155,7 +156,9 @@ def bits(*ranges: tuple[int, int]) -> int:
 
 def test_confirm_rule_and_earliest_key_wins():
     settings = Settings(phash_radius=6, phash_confirm_radius=8, dhash_confirm=12)
-    dedup_filter = NearDuplicateFilter(settings, ["k2"], np.array([0], np.uint64), np.array([0], np.uint64))
+    dedup_filter = NearDuplicateFilter(
+        settings, KeptHashes(["k2"], np.zeros(1, np.uint64), np.zeros(1, np.uint64))
+    )
     candidates = {  # key: (pHash, dHash); the kept k2 is (0, 0)
         "k3": (bits((0, 8)), bits((0, 20))),  # pHash 8 from k2, dHash 20: not confirmed -> kept
         "k1": (bits((0, 6)), 0),  # pHash 6: a duplicate of k2 even though its key is earlier

@@ -10,21 +10,24 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms
 
-from midshard.cleaners.features import FEATURES_DIR, PHASH_IMPL, Features, FeatureStore, shutdown_pool
+from midshard.cleaners.feature_workers import FeatureWorkers
+from midshard.cleaners.features import FEATURES_DIR, PHASH_IMPL, Features, FeatureStore
 from midshard.cleaners.grids import crop_tile, tile_bytes
 from midshard.cleaners.nsfw import get_scorer, scorer_id
 from midshard.raw_store import RawStore
 from midshard.settings import Settings
 from midshard.store import Store
 
-from .conftest import bomb_png
+from .conftest import MAX_PIXELS, bomb_png
 from .synthetic import encode, natural_pixels, natural_png
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _stop_workers_after_this_module():
-    yield
-    shutdown_pool()
+def _workers():
+    """One pool for the module's default settings (2 workers, open_nsfw), as a flow opens one for
+    its features stage; other settings start a pool per call."""
+    with FeatureWorkers(2, "open_nsfw"):
+        yield
 
 
 def same(a: Features, b: Features) -> bool:
@@ -62,6 +65,7 @@ def images(raw) -> dict[str, str]:
     return {name: raw.put_media(data) for name, data in blobs.items()}
 
 
+@pytest.mark.slow
 def test_features_and_reason_codes(small_settings, raw, images):
     features = FeatureStore(raw.store, small_settings)
     keys = [(sha, 0) for sha in images.values()] + [(images["grid"], t) for t in (1, 2, 3, 4)]
@@ -100,11 +104,12 @@ def test_features_and_reason_codes(small_settings, raw, images):
     assert [t.decision for t in tiles] == ["keep"] * 4  # 100² >= 96²
 
 
+@pytest.mark.slow
 def test_tile_features_are_the_features_of_the_stored_tile_bytes(small_settings, raw, images):
     """A tile's features come from the grid's single decode, and equal those of tile_bytes()."""
     grid = raw.read_media(images["grid"])
     features = FeatureStore(raw.store, small_settings)
-    tile_shas = [raw.put_media(tile_bytes(grid, tile)) for tile in (1, 2, 3, 4)]
+    tile_shas = [raw.put_media(tile_bytes(grid, tile, MAX_PIXELS)) for tile in (1, 2, 3, 4)]
     out = features.compute([(images["grid"], t) for t in (1, 2, 3, 4)] + [(s, 0) for s in tile_shas], raw)
     for tile, sha in enumerate(tile_shas, start=1):
         from_grid, from_bytes = out[(images["grid"], tile)], out[(sha, 0)]
@@ -177,6 +182,7 @@ def test_settings_defaults_are_the_documented_ones():
     assert settings.max_image_pixels == 64_000_000
 
 
+@pytest.mark.slow
 def test_another_scorer_recomputes_and_none_stores_nan(small_settings, raw, images):
     keys = [(images["png"], 0), (images["webp"], 0)]
     FeatureStore(raw.store, small_settings).compute(keys, raw)
@@ -186,6 +192,7 @@ def test_another_scorer_recomputes_and_none_stores_nan(small_settings, raw, imag
     assert all(f.nsfw_scorer == "none" and np.isnan(f.nsfw_score) and f.phash for f in out.values())
 
 
+@pytest.mark.slow
 def test_a_file_that_kills_its_worker_is_isolated_and_not_cached(root, raw):
     settings = Settings(
         root=root, min_pixels=1, clean_workers=2, nsfw_batch=8,
@@ -202,7 +209,7 @@ def test_a_file_that_kills_its_worker_is_isolated_and_not_cached(root, raw):
 
 
 def _png_variants() -> dict[str, bytes]:
-    """PNGs of every kind: the fast libvips path (8-bit RGB/RGBA, also interlaced or with an ICC
+    """PNGs of every kind: the fast libspng path (8-bit RGB/RGBA, also interlaced or with an ICC
     profile) and the Pillow path (grey, palette, palette with transparency, 16-bit)."""
     rgb = Image.fromarray(natural_pixels(41, 130, 110))
     icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
@@ -227,8 +234,9 @@ def _png_variants() -> dict[str, bytes]:
     }
 
 
+@pytest.mark.slow
 def test_every_png_kind_gives_the_features_of_its_pillow_decode(root, raw):
-    """libvips decodes 8-bit RGB/RGBA PNGs, Pillow the rest: either way the hashes, scores and tile
+    """libspng decodes 8-bit RGB/RGBA PNGs, Pillow the rest: either way the hashes, scores and tile
     digests are those of Pillow's decode and of `tile_bytes`."""
     settings = Settings(root=root, min_pixels=50 * 50, clean_workers=1, nsfw_batch=4)
     variants = {name: raw.put_media(data) for name, data in _png_variants().items()}
@@ -246,5 +254,5 @@ def test_every_png_kind_gives_the_features_of_its_pillow_decode(root, raw):
                 (score,) = scorer.score(scorer.prepare(crop)[None])
                 assert abs(features.nsfw_score - float(score)) < 1e-6, name
                 if tile:
-                    stored = tile_bytes(data, tile)
+                    stored = tile_bytes(data, tile, MAX_PIXELS)
                     assert features.member == (hashlib.sha256(stored).hexdigest(), len(stored), "png"), name

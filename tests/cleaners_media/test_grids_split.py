@@ -16,6 +16,7 @@ import webdataset as wds
 from PIL import Image
 
 from midshard.cleaners import features as features_module
+from midshard.cleaners.decisions import DecisionStore
 from midshard.cleaners.features import FEATURES_DIR, FeatureStore
 from midshard.cleaners.grids import MediaReader, tile_boxes, tile_bytes
 from midshard.cleaners.pipeline import clean
@@ -25,6 +26,7 @@ from midshard.settings import Settings
 from midshard.store import Store
 from midshard.writers.dataset import RunInfo, write_dataset
 
+from .conftest import MAX_PIXELS
 from .synthetic import encode, natural_pixels
 
 BOT = 936929561302675456  # the Midjourney bot
@@ -77,30 +79,33 @@ def grids(tmp_path) -> tuple[Store, RawStore, dict[int, bytes]]:
     return store, raw, media
 
 
+@pytest.mark.slow
 def test_split_grids_are_cleaned_written_and_read_back(grids, tmp_path):
     store, raw, media = grids
     settings = Settings(root=store.root, grids="split", min_pixels=96 * 96, clean_workers=1, nsfw_batch=4)
     result = clean(raw, store, settings)
+    decisions = DecisionStore(store)
+    samples, rejections = list(decisions.samples(result.parts)), list(decisions.rejections(result.parts))
     keys = {n: [candidate_key(FIRST_ID + (n << 22), 0, tile) for tile in (1, 2, 3, 4)] for n in media}
-    assert [s.key for s in result.samples] == keys[1] + keys[2][1:]
-    assert {r.key: r.decision for r in result.rejections} == {keys[2][0]: f"duplicate_of:{keys[1][0]}"}
+    assert [s.key for s in samples] == keys[1] + keys[2][1:]
+    assert {r.key: r.decision for r in rejections} == {keys[2][0]: f"duplicate_of:{keys[1][0]}"}
 
     reader = MediaReader(raw, settings)
     summary = write_dataset(
-        store, result.samples, result.rejections, reader.sample, settings, RunInfo("scrape"),
+        store, samples, rejections, reader.sample, settings, RunInfo("scrape", "first"),
         read_rejected_image=reader.rejected,
     )  # fmt: skip
     assert sum(summary.samples.values()) == 7
-    assert reader.rejected(result.rejections[0]) == media[2]  # the dropped tile's grid, for its thumbnail
+    assert reader.rejected(rejections[0]) == media[2]  # the dropped tile's grid, for its thumbnail
 
     shards = sorted(str(p) for p in Path(store.root, "dataset").glob("*.tar"))
     read = {item["__key__"]: item for item in wds.WebDataset(shards, shardshuffle=False)}
-    assert sorted(read) == sorted(s.key for s in result.samples)
-    by_key = {s.key: s for s in result.samples}
+    assert sorted(read) == sorted(s.key for s in samples)
+    by_key = {s.key: s for s in samples}
     for key, item in read.items():
         sample, meta, data = by_key[key], json.loads(item["json"]), item["png"]  # tiles are PNG
         grid = media[1] if key in keys[1] else media[2]
-        assert data == tile_bytes(grid, sample.tile)
+        assert data == tile_bytes(grid, sample.tile, MAX_PIXELS)
         assert (meta["sha256"], meta["file_size"]) == (hashlib.sha256(data).hexdigest(), len(data))
         assert (meta["image_format"], meta["width"], meta["height"]) == ("png", 100, 100)
         with Image.open(io.BytesIO(data)) as image:  # the stored bytes have the recorded features
@@ -113,12 +118,13 @@ def test_split_grids_are_cleaned_written_and_read_back(grids, tmp_path):
     # byte-identical shards
     parts = store.list(FEATURES_DIR, ".parquet")
     tars = {path: Path(path).read_bytes() for path in shards}
-    again = clean(raw, store, settings, rebuild=True)
+    decisions.clear()
+    again = clean(raw, store, settings)
     assert store.list(FEATURES_DIR, ".parquet") == parts
-    assert again.samples == result.samples
+    assert list(decisions.samples(again.parts)) == samples
     write_dataset(
-        store, again.samples, again.rejections, reader.sample, settings, RunInfo("rebuild"),
-        rebuild=True, read_rejected_image=reader.rejected,
+        store, decisions.samples(again.parts), decisions.rejections(again.parts), reader.sample, settings,
+        RunInfo("scrape", "first"), rebuild=True, read_rejected_image=reader.rejected,
     )  # fmt: skip
     assert {path: Path(path).read_bytes() for path in shards} == tars
 
@@ -131,8 +137,8 @@ def test_tile_digests_made_by_another_encoder_are_recomputed(grids, monkeypatch)
     first = FeatureStore(store, settings)
     computed = first.compute(keys, raw)
     assert computed[(grid_sha, 1)].member == (
-        hashlib.sha256(tile_bytes(media[1], 1)).hexdigest(),
-        len(tile_bytes(media[1], 1)),
+        hashlib.sha256(tile_bytes(media[1], 1, MAX_PIXELS)).hexdigest(),
+        len(tile_bytes(media[1], 1, MAX_PIXELS)),
         "png",
     )
     assert computed[(grid_sha, 0)].member == (grid_sha, len(media[1]), "png")

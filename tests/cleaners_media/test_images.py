@@ -1,4 +1,4 @@
-"""Header-only checks (steps 10–14) and grid tiles."""
+"""Header-only checks (`non_empty_file` to `resolution`) and grid tiles."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from midshard.cleaners.grids import tile_boxes, tile_bytes
 from midshard.cleaners.images import ImageHeader, probe_header, resolution_decision
 from midshard.records import KEEP, Decision, Reason
 
-from .conftest import bomb_png
+from .conftest import MAX_PIXELS, bomb_png
 from .synthetic import encode, natural_pixels
 
 LIMIT = 64_000_000
@@ -100,10 +100,10 @@ def test_tile_bytes_are_the_crop_as_a_deterministic_png(fmt, options):
     grid = encode(natural_pixels(5, 161, 121), fmt, **options)
     decoded = np.asarray(Image.open(io.BytesIO(grid)))
     for tile, (left, upper, right, lower) in enumerate(tile_boxes(161, 121), start=1):
-        data = tile_bytes(grid, tile)
-        assert data == tile_bytes(grid, tile)
+        data = tile_bytes(grid, tile, MAX_PIXELS)
+        assert data == tile_bytes(grid, tile, MAX_PIXELS)
         with Image.open(io.BytesIO(data)) as image:
             assert image.format == "PNG"
             assert np.array_equal(np.asarray(image), decoded[upper:lower, left:right])
     with pytest.raises(ValueError, match="tile 5"):
-        tile_bytes(grid, 5)
+        tile_bytes(grid, 5, MAX_PIXELS)

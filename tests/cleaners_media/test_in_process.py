@@ -7,6 +7,7 @@ import math
 import multiprocessing
 
 import imagehash
+import pytest
 from PIL import Image
 
 from midshard.cleaners.features import FeatureStore
@@ -38,6 +39,7 @@ def _compute_as_a_daemon(root: str, keys: list[tuple[str, int]], out: multiproce
     )
 
 
+@pytest.mark.slow
 def test_features_are_computed_in_process_inside_a_daemonic_process(root, raw):
     images = [natural_png(seed, 96, 80) for seed in (31, 32, 33)]
     keys = [(raw.put_media(data), 0) for data in [*images, images[0][:500]]]

@@ -1,4 +1,5 @@
-"""The open_nsfw scorer against the golden values of shared/reference/nsfw.md §2, and the registry."""
+"""The open_nsfw scorer against golden values of Yahoo's reference preprocessing (classify_nsfw.py in
+yahoo/open_nsfw, run once with the same weights on deterministic images), and the registry."""
 
 from __future__ import annotations
 
@@ -97,6 +98,7 @@ def test_modes_are_converted_to_rgb_like_the_reference(scorer, mode):
     assert 0.0 <= score <= 1.0
 
 
+@pytest.mark.slow
 def test_non_square_is_squashed_not_cropped(scorer):
     wide = Image.fromarray(natural_pixels(8, 1456, 816))
     squashed = wide.resize((1024, 1024), Image.Resampling.BILINEAR)

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import SecretStr
 
 from midshard.emulator import EmulatorConfig, running_emulator
-from midshard.emulator.server import Emulator
+from midshard.emulator.running import Emulator
 from midshard.settings import Settings
 
 TOKEN = "emu-Tok3n.Never-Printed_8f2c91"
@@ -26,13 +29,45 @@ def running(cfg: EmulatorConfig, frozen: bool = False) -> Iterator[Emulator]:
         yield emulator
 
 
+@dataclass(frozen=True)
+class EmulatorProcess:
+    """`midshard emulator` in a child process: what a collector in this process needs of it."""
+
+    api_base: str
+    channel_ids: list[int]
+
+
+@contextmanager
+def emulator_process(cache: Path, **options: object) -> Iterator[EmulatorProcess]:
+    """The emulator in its own process (`emulator_config` values), so that what this process
+    allocates is the collector's alone; stopped by pid."""
+    config = emulator_config(cache, **options)
+    command = [sys.executable, "-m", "midshard.flows.cli", "emulator", "--port", "0"]
+    for name, value in config.model_dump(exclude_defaults=True).items():
+        value = config.token_value() if name == "token" else value
+        command += [f"--{name.replace('_', '-')}", str(value)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        lines = {}
+        for line in process.stdout:
+            key, _, value = line.strip().partition(":")
+            lines[key] = value.strip()
+            if key == "stats":
+                break
+        yield EmulatorProcess(lines["api base"].split()[0], [int(c) for c in lines["channels"].split()])
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
 def emulator_config(cache: Path, **overrides: object) -> EmulatorConfig:
     """Small channels, short rate-limit windows; faults off unless asked for."""
     values: dict = {"seed": 1, "channels": 2, "messages": 150, "token": TOKEN, "history_window": 0.5}
     return EmulatorConfig(**(values | {"cache_dir": cache} | overrides))
 
 
-def collect_settings(emulator: Emulator, root: Path, **overrides: object) -> Settings:
+def collect_settings(emulator: Emulator | EmulatorProcess, root: Path, **overrides: object) -> Settings:
     """Settings for a run against the emulator. Attachments above 300 kB are refused before any
     request (`too_large`), which keeps the downloads to small files."""
     values: dict = {
@@ -49,10 +84,10 @@ def collect_settings(emulator: Emulator, root: Path, **overrides: object) -> Set
 
 def served_message(emulator: Emulator, channel_id: int, index: int, now: float | None = None) -> dict:
     """The JSON the emulator serves for a message, its links signed at `now` (default: its clock)."""
-    server = emulator.server
-    stream = server.world.stream(channel_id)
-    assert stream is not None and server.renderer is not None
-    return server.renderer.message(server.traffic.message(stream, index), now or server.signing_time())
+    state = emulator.state
+    stream = state.world.stream(channel_id)
+    assert stream is not None and state.renderer is not None
+    return state.renderer.message(state.traffic.message(stream, index), now or state.signing_time())
 
 
 def files_under(root: Path) -> dict[str, bytes]:

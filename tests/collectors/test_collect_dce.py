@@ -1,4 +1,5 @@
-"""DiscordChatExporter import: real 2023 exports, generated current-shape exports, broken files."""
+"""DiscordChatExporter import: our own exports of both shapes (with and without a media folder,
+valid and hostile), generated ones, broken files, and optionally two real 2023 exports."""
 
 from __future__ import annotations
 
@@ -10,50 +11,126 @@ from pathlib import Path
 import pytest
 from collector_kit import TOKEN, emulator_config, files_under, running, served_message
 from dce_files import MakeExport, dce_document, dce_from_api, dce_message, write_json
+from dce_fixtures import EXPORT_2023, EXPORT_CURRENT, EXPORT_HOSTILE, EXPORT_REFUSED, OUTSIDE, real_exports
 from pydantic import SecretStr
 from typer.testing import CliRunner
 
+from midshard.cleaners.decisions import DecisionStore
+from midshard.cleaners.pipeline import Downloadable, clean
 from midshard.collectors.dce import ExportError, import_exports, read_export
 from midshard.flows.cli import app
 from midshard.raw_store import RawStore
 from midshard.settings import Settings
 from midshard.store import Store
 
-FIXTURES = Path("/work/shared/fixtures/dce")
-REAL_EXPORTS = sorted(FIXTURES.glob("dcef_example_*.json"))
-
 
 def settings_for(root: Path, **extra: object) -> Settings:
     return Settings.load(root=str(root), **extra)
 
 
-@pytest.mark.skipif(not REAL_EXPORTS, reason="shared DCE fixtures not present")
-def test_real_exports_import_every_message_and_record_missing_media(tmp_path: Path) -> None:
-    root = tmp_path / "data"
-    stats = import_exports(settings_for(root, download="all"), REAL_EXPORTS, media=True)
-    raw = RawStore(Store(str(root)))
+def stored_as_exported(raw: RawStore, path: Path) -> dict:
+    """Check that an imported export is in the raw store losslessly; its document."""
+    document = json.loads(path.read_text(encoding="utf-8-sig"))
+    channel_id = int(document["channel"]["id"])
+    stored = [m for _, m in raw.iter_messages(channel_id)]
+    expected = sorted(document["messages"], key=lambda m: int(m["id"]))
+    # lossless: the same objects, the same key order, fields midshard does not read included
+    assert [json.dumps(m) for m in stored] == [json.dumps(m) for m in expected]
+    assert all(len(raw.read_batch(b)) <= 100 for b in raw.message_batches(channel_id))
+    header = json.loads(
+        raw.store.read_text(raw.export_header_path(hashlib.sha256(path.read_bytes()).hexdigest()))
+    )
+    assert header == {k: v for k, v in document.items() if k != "messages"}
+    return document
 
-    expected_total = 0
-    for path in REAL_EXPORTS:
-        document = json.loads(path.read_text(encoding="utf-8-sig"))
+
+def test_a_2023_export_with_its_media_folder(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    stats = import_exports(settings_for(root, download="all"), [EXPORT_2023], media=True)
+    raw = RawStore(Store(str(root)))
+    document = stored_as_exported(raw, EXPORT_2023)
+    assert stats.messages == len(document["messages"]) == 7
+
+    declared = {int(a["id"]): a for m in document["messages"] for a in m["attachments"]}
+    results = raw.attachment_results(int(document["channel"]["id"]))
+    assert set(results) == set(declared)
+    for attachment_id, result in results.items():
+        local = EXPORT_2023.parent / declared[attachment_id]["url"].replace("\\", "/")
+        if local.is_file():  # the export's own file, byte for byte
+            assert raw.read_media(result.sha256) == local.read_bytes()
+        else:
+            assert result.error == "missing_local_file"
+    assert stats.media_files == 3 and stats.failures == {"missing_local_file": 1}
+
+    again = import_exports(settings_for(root, download="all"), [EXPORT_2023], media=True)
+    assert again.messages == 0 and again.already_stored == 7
+
+
+def test_a_current_export_keeps_its_links_for_a_later_media_import(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    stats = import_exports(settings_for(root), [EXPORT_CURRENT], media=False)
+    raw = RawStore(Store(str(root)))
+    document = stored_as_exported(raw, EXPORT_CURRENT)
+    channel_id = int(document["channel"]["id"])
+    assert stats.messages == 6 and raw.attachment_results(channel_id) == {}
+    assert len(raw.pending_media_batches(channel_id)) == 1  # its links wait for `--media`
+
+
+def test_a_hostile_export_loses_no_message_and_reads_nothing_outside(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    settings = settings_for(root, download="all", nsfw_scorer="none", clean_workers=1)
+    import_exports(settings, [EXPORT_HOSTILE], media=True)
+    raw = RawStore(Store(str(root)))
+    document = stored_as_exported(raw, EXPORT_HOSTILE)
+    results = raw.attachment_results()
+    by_name = {a["fileName"]: results[int(a["id"])] for m in document["messages"] for a in m["attachments"]}
+    assert {name: r.error for name, r in by_name.items() if not r.sha256} == {
+        "outside.png": "missing_local_file",  # ..\..\outside.png: outside the export folder
+        "passwd.png": "missing_local_file",  # an absolute path
+        "passwd2.png": "scheme_not_allowed",  # file:///etc/passwd
+        "metadata.png": "host_not_allowed",  # a loopback address
+        "lies.png": "size_mismatch",
+        "nul.png": "missing_local_file",
+        "missing.png": "missing_local_file",
+    }
+    stored = {raw.read_media(r.sha256) for r in results.values() if r.sha256}
+    assert OUTSIDE.read_bytes() not in stored and len(stored) == 2
+
+    clean(raw, Store(str(root)), settings)  # every candidate gets one reason, nothing crashes
+    decisions = DecisionStore(Store(str(root))).table(["decision"]).column("decision").to_pylist()
+    assert len(decisions) == len(document["messages"])
+    assert sorted(set(decisions)) == [
+        "download_failed:host_not_allowed",
+        "download_failed:missing_local_file",
+        "download_failed:scheme_not_allowed",
+        "download_failed:size_mismatch",
+        "keep",  # the one good image
+        "not_an_image",  # text named .png
+    ]
+
+
+def test_an_export_with_one_bad_id_is_refused_whole(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    with pytest.raises(ExportError, match=r"message #1: message id .* is not a snowflake") as caught:
+        import_exports(settings_for(root), [EXPORT_2023, EXPORT_REFUSED], media=False)
+    assert str(EXPORT_REFUSED) in str(caught.value)
+    assert not root.exists()  # the good export was not imported either
+
+
+def test_real_exports_import_every_message_and_record_missing_media(tmp_path: Path) -> None:
+    """The optional extra check: DCE's own output from 2023 (tests/dce_fixtures.py says where)."""
+    exports = real_exports()
+    root = tmp_path / "data"
+    stats = import_exports(settings_for(root, download="all"), exports, media=True)
+    raw = RawStore(Store(str(root)))
+    for path in exports:
+        document = stored_as_exported(raw, path)
         channel_id = int(document["channel"]["id"])
-        stored = [m for _, m in raw.iter_messages(channel_id)]
-        expected = sorted(document["messages"], key=lambda m: int(m["id"]))
-        # lossless: the same objects, the same key order
-        assert [json.dumps(m) for m in stored] == [json.dumps(m) for m in expected]
-        assert all(len(raw.read_batch(b)) <= 100 for b in raw.message_batches(channel_id))
-        header = json.loads(
-            raw.store.read_text(raw.export_header_path(hashlib.sha256(path.read_bytes()).hexdigest()))
-        )
-        assert header == {k: v for k, v in document.items() if k != "messages"}
         results = raw.attachment_results(channel_id)
-        attachment_ids = {int(a["id"]) for m in expected for a in m["attachments"]}
-        assert set(results) == attachment_ids
-        assert {r.error for r in results.values()} <= {"missing_local_file"}
+        assert set(results) == {int(a["id"]) for m in document["messages"] for a in m["attachments"]}
+        assert {r.error for r in results.values()} <= {"missing_local_file"}  # the files are not shipped
         assert raw.pending_media_batches(channel_id) == []
-        expected_total += len(expected)
-    assert stats.messages == expected_total == 40
-    assert stats.failures == {"missing_local_file": 7}
+    assert stats.messages == 40 and stats.failures == {"missing_local_file": 7}
 
 
 def test_export_with_media_folder_imports_every_attachment(
@@ -84,7 +161,8 @@ def test_default_download_takes_only_media_that_can_pass_the_filters(
 ) -> None:
     export, files = make_dce_export(n=30, seed=4)
     root = tmp_path / "data"
-    import_exports(settings_for(root), [export], media=True)  # download = "filtered"
+    settings = settings_for(root)  # download = "filtered": the caller passes the cleaners' filter
+    import_exports(settings, [export], media=True, select=Downloadable(settings))
     document = read_export(export)
     upscales = {
         int(a["id"]) for m in document.messages if "Image #1" in m["content"] for a in m["attachments"]

@@ -8,12 +8,15 @@ from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from collector_kit import collect_settings, emulator_config, files_under, running, served_message
 from rich.console import Console
 
-from midshard.collectors.collect import CollectStats, ProgressDisplay, collect
-from midshard.collectors.history import lacks_message_content, snowflake_at
+from midshard import progress
+from midshard.collectors.collect import CollectStats, collect
+from midshard.collectors.history import lacks_message_content
 from midshard.raw_store import AttachmentResult, RawStore
+from midshard.snowflakes import snowflake_at
 from midshard.store import Store
 
 MESSAGES_ROUTE = "GET /channels/{channel_id}/messages"
@@ -30,6 +33,7 @@ def stored(raw: RawStore, channel_id: int) -> list[dict]:
     return [message for _, message in raw.iter_messages(channel_id)]
 
 
+@pytest.mark.slow
 def test_scrape_equals_the_served_channels_and_reruns_fetch_only_new_messages(
     tmp_path: Path, emulator_cache: Path
 ) -> None:
@@ -117,10 +121,11 @@ def test_pages_without_message_content_are_recognised() -> None:
 def test_progress_line_on_a_terminal() -> None:
     screen = io.StringIO()
     stats = CollectStats()
-    with ProgressDisplay(stats, Console(file=screen, force_terminal=True, color_system=None, width=160)):
-        stats.on_batch(100)
+    with progress.shown(Console(file=screen, force_terminal=True, color_system=None, width=160)):
+        stats.on_batch(7, 100)
         stats.on_result(AttachmentResult(1, 2, sha256="a" * 64), 3_000_000)
         stats.on_result(AttachmentResult(3, 2, error="gone"), 0)
-    assert "100 messages" in screen.getvalue() and "1 files 3.0 MB" in screen.getvalue()
+    assert "history: 1 page · 100 messages" in screen.getvalue()
+    assert "downloads: 1 file" in screen.getvalue() and "3.0 MB" in screen.getvalue()
     assert "1 failed" in screen.getvalue()
     assert any(line.startswith("failed attachments, gone: 1 (") for line in stats.summary())

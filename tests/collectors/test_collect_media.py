@@ -4,22 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import subprocess
+import sys
 import time
+import tracemalloc
 from dataclasses import replace
 from pathlib import Path
 
-from collector_kit import TOKEN, collect_settings, emulator_config, running
+import pytest
+from collector_kit import TOKEN, collect_settings, emulator_config, emulator_process, running
 from pydantic import SecretStr
 
 from midshard.collectors.collect import collect_history, collect_media
 from midshard.collectors.history import DiscordSession, LinkRefresher
-from midshard.collectors.media import MediaDownloader, attachment_refs
+from midshard.collectors.media import MediaDownloader, attachment_refs, plan_downloads
 from midshard.emulator.faults import Faults
 from midshard.raw_store import AttachmentResult, RawStore
 from midshard.settings import Settings
 from midshard.store import Store
 
 
+@pytest.mark.slow
 def test_media_survives_faults_and_expired_links(tmp_path: Path, emulator_cache: Path) -> None:
     config = emulator_config(
         emulator_cache,
@@ -72,8 +77,10 @@ def test_refused_links_sizes_and_missing_token(tmp_path: Path, emulator_cache: P
         collect_history(settings, channel_id)
         raw = RawStore(Store(str(root)))
         refs = [r for _, m in raw.iter_messages() for r in attachment_refs(m, channel_id)]
-        small = next(r for r in refs if r.size is not None and r.size < 100_000)
-        large = next(r for r in refs if r.size is not None and r.size > 1_000_000)
+        small = min((r for r in refs if r.size), key=lambda r: r.size or 0)  # the smallest file served
+        large = max(refs, key=lambda r: r.size or 0)
+        assert small.size is not None and large.size is not None
+        assert small.size < settings.max_file_size < large.size
         bad_signature = small.url.replace("hm=", "hm=0")
         no_such_file = bad_signature.replace(f"/{small.attachment_id}/", f"/{small.attachment_id + 1}/")
         tampered = replace(small, url=bad_signature)
@@ -104,3 +111,67 @@ def test_refused_links_sizes_and_missing_token(tmp_path: Path, emulator_cache: P
 
         without_token = asyncio.run(run(settings, False))
         assert [r.error for r in without_token[:2]] == ["expired", "expired"]
+
+
+@pytest.mark.slow
+def test_downloads_stream_to_disk_within_the_memory_cap(tmp_path: Path, emulator_cache: Path) -> None:
+    """Files of several MB pass through at most `download_memory` bytes of buffers: no body is
+    ever held whole (the allocator has nothing to hoard), and every stored file is complete."""
+    with emulator_process(emulator_cache, channels=1, messages=12) as emulator:
+        options = {"max_file_size": 64 * 2**20, "download_memory": 2**20, "download_concurrency": 4}
+        settings = collect_settings(emulator, tmp_path, **options)
+        channel_id = emulator.channel_ids[0]
+        collect_history(settings, channel_id)
+        tracemalloc.start()
+        try:
+            results = collect_media(settings, channel_id)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    raw = RawStore(Store(str(tmp_path)))
+    sizes = [len(raw.read_media(r.sha256)) for r in results if r.sha256]
+    assert len(sizes) == len(results) and max(sizes) > 4 * 2**20 and sum(sizes) > 20 * 2**20
+    # the buffers of 4 downloads (1 MiB in all) plus aiohttp's per-connection read buffers
+    assert peak < 4 * 2**20 < max(sizes), (peak, max(sizes))
+
+
+@pytest.mark.slow
+def test_collectors_leave_the_choice_of_attachments_to_their_caller(tmp_path: Path) -> None:
+    """`download = "filtered"` asks the caller for the filter: the collectors never import the
+    cleaners (the layering: collectors -> raw store -> cleaners, one direction)."""
+    code = (
+        "import sys, midshard.collectors.collect, midshard.collectors.dce;"
+        "print(sorted(m for m in sys.modules if m.startswith('midshard.cleaners')))"
+    )
+    imported = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert imported.stdout.strip() == "[]"
+
+    raw = RawStore(Store(str(tmp_path)))
+    with pytest.raises(ValueError, match="selector"):
+        MediaDownloader(Settings(root=str(tmp_path)), raw)
+    messages = [
+        {"id": "11", "attachments": [{"id": "1", "url": "https://cdn.discordapp.com/a"}, {"id": "2"}]},
+        {"id": "12", "attachments": [{"id": "1"}, {"id": "3", "url": "x", "size": 7}]},  # 1 again: once
+    ]
+    wanted, skipped = plan_downloads(messages, 5, lambda message: [2, 3])
+    assert [r.attachment_id for r in wanted] == [2, 3] and [r.attachment_id for r in skipped] == [1]
+    assert [r.attachment_id for r in plan_downloads(messages, 5, None)[0]] == [1, 2, 3]
+    downloader = MediaDownloader(Settings(root=str(tmp_path), download="all"), raw, select=lambda m: [])
+    assert downloader.select is None  # "all" fetches everything whatever the filter says
+
+
+def test_media_into_an_object_store(tmp_path: Path, emulator_cache: Path) -> None:
+    """On an fsspec object store (memory:// here) files are uploaded whole from a local temporary
+    file, and the journal is republished instead of appended to."""
+    with running(emulator_config(emulator_cache, channels=1, messages=30)) as emulator:
+        root = f"memory://midshard-media-{tmp_path.name}"
+        settings = collect_settings(emulator, tmp_path).model_copy(update={"root": root})
+        channel_id = emulator.channel_ids[0]
+        collect_history(settings, channel_id)
+        results = collect_media(settings, channel_id)
+    raw = RawStore(Store(root))
+    stored = [r for r in results if r.sha256]
+    assert stored and raw.attachment_results(channel_id) == {r.attachment_id: r for r in results}
+    for result in stored:
+        assert hashlib.sha256(raw.read_media(result.sha256)).hexdigest() == result.sha256
+    assert raw.pending_media_batches(channel_id) == []

@@ -14,7 +14,7 @@ import pytest
 from collector_kit import TOKEN, collect_settings, emulator_config, files_under, running
 
 from midshard.collectors.collect import collect
-from midshard.emulator.server import Emulator
+from midshard.emulator.running import Emulator
 
 # (kill point, which hit): see midshard/killpoints.py
 KILLS = [
@@ -57,6 +57,7 @@ def midshard_collect(
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=False)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("label", "hit"), KILLS, ids=[label for label, _ in KILLS])
 def test_killed_run_resumes_to_the_same_bytes(
     emulator: Emulator, uninterrupted: dict[str, bytes], tmp_path: Path, label: str, hit: int

@@ -30,6 +30,7 @@ def cli(api_base: str, root: Path, token: str | None, *channels: int) -> subproc
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=False)
 
 
+@pytest.mark.slow
 def test_token_stays_out_of_files_outputs_and_logs(
     tmp_path: Path, emulator_cache: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

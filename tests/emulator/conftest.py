@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from midshard.emulator import EmulatorConfig, running_emulator
-from midshard.emulator.server import Emulator
+from midshard.emulator.running import Emulator
 
 
 @pytest.fixture

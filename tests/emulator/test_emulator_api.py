@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from emulator_client import AUTH, fetch, fetch_all
 
 FAST = {"history_limit": 1000, "history_window": 1.0, "global_limit": 1000}
@@ -187,3 +189,21 @@ def test_grow_appends_newer_messages(emulator) -> None:
     assert all(old[line["id"]] == line for line in after if line["id"] in old)  # nothing earlier changes
     newest_old = max(int(line["id"]) for line in before if line["channel_id"] == str(emu.channel_ids[0]))
     assert all(int(message_id) > newest_old for message_id in [m["id"] for m in page.json()])
+
+
+def test_prerendered_pages_are_the_messages_as_rendered(emulator) -> None:
+    """`prerender` encodes every message once before serving; a page is still exactly the JSON
+    of its messages (as the standard encoder writes it), with links signed for the request, and
+    the stats say when the first and the last history page were served."""
+    epoch = 1.7e9
+    with emulator(seed=4, channels=2, messages=230, prerender=True, signing_epoch=epoch, **FAST) as emu:
+        url = f"{emu.api_base}/channels/{emu.channel_ids[1]}/messages"
+        replies = fetch_all([("GET", url, {"params": {"after": "0", "limit": "100"}})] * 2)
+        served = emu.stats()["history_pages_between"]
+        state = emu.state
+        assert state.renderer is not None
+        newest_first = [state.traffic.message(state.world.channels[1], i) for i in range(99, -1, -1)]
+        payload = [state.renderer.message(message, epoch) for message in newest_first]
+    expected = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+    assert [reply.body for reply in replies] == [expected, expected]
+    assert len(served) == 2 and served[0] <= served[1]

@@ -5,10 +5,11 @@ from __future__ import annotations
 import time
 from urllib.parse import quote, unquote, urlsplit
 
+import pytest
 from emulator_client import fetch, fetch_all
 
 from midshard.emulator.cdn import GONE_TEXT
-from midshard.emulator.traffic import HOSTILE_NAMES
+from midshard.emulator.singles import HOSTILE_NAMES
 
 FAST = {"history_limit": 1000, "global_limit": 1000}
 
@@ -26,6 +27,7 @@ def small_image(attachments: list[dict]) -> dict:
     return min(images, key=lambda a: a["size"])
 
 
+@pytest.mark.slow
 def test_links_are_signed_expire_and_refresh(emulator) -> None:
     with emulator(seed=11, channels=1, messages=60, link_ttl=1.0, **FAST) as emu:
         attachment = small_image(attachments_of(emu))

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import typer
 from emulator_client import fetch
 
@@ -19,6 +20,7 @@ from midshard.emulator.command import emulator_app
 MIDSHARD = str(Path(sys.executable).parent / "midshard")
 
 
+@pytest.mark.slow
 def test_serves_until_stopped_by_pid() -> None:
     command = [MIDSHARD, "emulator", "--port", "0", "--seed", "1", "--channels", "1", "--messages", "20"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -38,6 +40,7 @@ def test_serves_until_stopped_by_pid() -> None:
     assert code == 0
 
 
+@pytest.mark.slow
 def test_truth_command_writes_the_same_lines(tmp_path: Path) -> None:
     out = tmp_path / "truth.jsonl"
     args = ["emulator", "truth", "--seed", "2", "--channels", "1", "--messages", "40", "--out", str(out)]

@@ -10,7 +10,7 @@ import discord
 import pytest
 from discord.http import Route
 
-from midshard.emulator.server import Emulator
+from midshard.emulator.running import Emulator
 
 
 def with_client(emu: Emulator, body: Callable[[discord.Client], Awaitable[Any]]) -> Any:
@@ -32,6 +32,7 @@ def with_client(emu: Emulator, body: Callable[[discord.Client], Awaitable[Any]])
         Route.BASE = original
 
 
+@pytest.mark.slow
 def test_history_reads_every_message_once_oldest_first(emulator) -> None:
     base_before = Route.BASE  # process-global: other tests' clients may have pointed it elsewhere
     with emulator(
@@ -91,6 +92,7 @@ def test_attachment_read_and_fields(emulator) -> None:
     assert message.components  # Vary / Upscale / Web buttons were parsed
 
 
+@pytest.mark.slow
 def test_expired_link_is_not_found_until_refreshed(emulator) -> None:
     """discord.py maps the CDN's 404 to NotFound; a re-fetched message carries a fresh link."""
     with emulator(seed=6, channels=1, messages=40, link_ttl=1.0) as emu:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import aiohttp
+import pytest
 from emulator_client import Reply, fetch, fetch_all
 
 from midshard.emulator import EmulatorConfig
@@ -25,12 +26,15 @@ def statuses(emu, url: str, n: int = N) -> list[int | str]:
 def test_faults_are_off_by_default(emulator) -> None:
     config = EmulatorConfig()
     rates = (config.fault_5xx, config.fault_reset, config.fault_truncate, config.fault_slow, config.gone_rate)
-    assert rates == (0, 0, 0, 0, 0) and config.shared_429_rate == 0 and not config.lying_headers
+    assert rates == (0, 0, 0, 0, 0) and config.fault_dribble == 0
+    assert config.shared_429_rate == 0 and not config.lying_headers
     with emulator(channels=1, messages=20, **FAST) as emu:
         assert set(statuses(emu, f"{emu.api_base}/users/@me", 100)) == {200}
-        assert emu.stats()["faults"] == {"5xx": 0, "reset": 0, "truncate": 0, "slow": 0, "gone": 0}
+        faults = {"5xx": 0, "reset": 0, "truncate": 0, "slow": 0, "gone": 0, "dribble": 0}
+        assert emu.stats()["faults"] == faults
 
 
+@pytest.mark.slow
 def test_server_errors_and_slow_answers_on_the_api(emulator) -> None:
     config = {"channels": 1, "messages": 5, "fault_5xx": 0.2, "fault_slow": 0.1, "slow_seconds": 0.01, **FAST}
     with emulator(seed=7, **config) as emu:
@@ -78,6 +82,7 @@ def small_image_url(emu) -> dict:
     return min(images, key=lambda a: a["size"])
 
 
+@pytest.mark.slow
 def test_resets_and_truncated_bodies_on_the_cdn(emulator) -> None:
     config = {"channels": 1, "messages": 40, "fault_reset": 0.15, "fault_truncate": 0.15, "fault_5xx": 0.1}
     with emulator(seed=5, **config, **FAST) as emu:
@@ -120,3 +125,26 @@ def test_gone_attachments_stay_gone_after_refresh(emulator) -> None:
         message_id, number = int(key[:20]), int(key[20:22])
         if message_id in page_ids:
             assert page_ids[message_id][number] in gone_ids
+
+
+@pytest.mark.slow
+def test_dribbled_bodies_arrive_in_small_pieces(emulator) -> None:
+    """A dribbling CDN answer promises the whole file and sends it 1 KiB at a time (a client's
+    read timeout never fires; only an overall deadline ends it)."""
+    with emulator(seed=5, channels=1, messages=40, fault_dribble=0.5, **FAST) as emu:
+        attachment = small_image_url(emu)
+
+        async def first_reads() -> list[tuple[str | None, list[int]]]:
+            async with aiohttp.ClientSession() as session:
+                answers = []
+                for _ in range(8):
+                    async with session.get(attachment["url"]) as response:
+                        reads = [len(await response.content.readany()) for _ in range(4)]
+                        answers.append((response.headers.get("Content-Length"), reads))
+                return answers
+
+        answers = asyncio.run(first_reads())
+        dribbled = emu.stats()["faults"]["dribble"]
+    assert 0 < dribbled < len(answers)
+    assert {length for length, _ in answers} == {str(attachment["size"])}
+    assert sum(max(reads) <= 1024 for _, reads in answers) == dribbled

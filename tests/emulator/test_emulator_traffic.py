@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 import json
+import math
 import re
 from collections import Counter
 
@@ -14,7 +16,10 @@ from midshard.emulator.eras import FEATURES, default_version, has
 from midshard.emulator.messages import Renderer
 from midshard.emulator.traffic import Traffic
 from midshard.emulator.world import MIDJOURNEY_BOT_ID
+from midshard.flows.cli import demo
 from midshard.records import candidate_key
+from midshard.settings import Settings
+from midshard.writers.split import VALIDATION_MODULUS, split_of
 
 NOW = 1_760_000_000.0
 TRUTH_FIELDS = ("id", "channel_id", "kind", "image_conditioned", "prompt", "params", "image_urls")
@@ -48,6 +53,7 @@ def test_same_seed_same_messages_and_truth_other_seed_differs() -> None:
     assert [m["content"] for m in other] != [m["content"] for m in first]
 
 
+@pytest.mark.slow
 def test_truth_lines_match_the_served_messages(big) -> None:
     _config, messages, truth = big
     assert len(truth) == len(messages) == 2 * 1500 + 2 * 100
@@ -60,6 +66,7 @@ def test_truth_lines_match_the_served_messages(big) -> None:
         assert list(line) == list(TRUTH_FIELDS)
 
 
+@pytest.mark.slow
 def test_ids_are_unique_time_ordered_snowflakes(big) -> None:
     _config, messages, _truth = big
     ids = [int(m["id"]) for m in messages]
@@ -76,6 +83,7 @@ def test_ids_are_unique_time_ordered_snowflakes(big) -> None:
     assert len(by_channel) == 4 and all(v == sorted(v) for v in by_channel.values())
 
 
+@pytest.mark.slow
 def test_eras_are_consistent_with_dates(big) -> None:
     _config, messages, truth = big
     seen: Counter[str] = Counter()
@@ -108,6 +116,7 @@ def test_eras_are_consistent_with_dates(big) -> None:
     assert set(seen) == set(checks)  # every marker occurs, each only when it existed
 
 
+@pytest.mark.slow
 def test_file_names_and_job_ids(big) -> None:
     _config, messages, _truth = big
     checked = 0
@@ -130,8 +139,10 @@ def test_file_names_and_job_ids(big) -> None:
     assert checked > 500
 
 
+@pytest.mark.slow
 def test_default_mixture_covers_every_kind_and_reason() -> None:
-    truth = generate_truth(EmulatorConfig(seed=1, channels=2, messages=1500))
+    config = EmulatorConfig(seed=1, channels=2, messages=1500)
+    truth = generate_truth(config)
     kinds = Counter(line["kind"] for line in truth)
     reasons = Counter(line["decision"].split(":")[0] for line in truth)
     expected_kinds = {"grid", "upscale", "variation", "remix", "zoom", "pan", "blend", "video", "describe"}
@@ -143,7 +154,72 @@ def test_default_mixture_covers_every_kind_and_reason() -> None:
     assert 0.25 <= reasons["keep"] / len(truth) <= 0.40
     assert any(line["message_decision"] == "too_small:message_only" for line in truth)
 
+    # the `Animating...` placeholder announces an image-to-video job: image-conditioned
+    traffic = Traffic(config)
+    messages = [
+        traffic.message(stream, i) for stream in traffic.world.streams for i in range(stream.base_count)
+    ]
+    animating = [
+        line for message, line in zip(messages, truth, strict=True) if message.content == "Animating..."
+    ]
+    assert animating
+    for line in animating:
+        assert (line["kind"], line["image_conditioned"], line["decision"]) == (
+            "video",
+            True,
+            "image_conditioned",
+        )
 
+
+def _kept_prompts(truth: list[dict]) -> Counter[str]:
+    """Kept images per clean prompt."""
+    return Counter(line["prompt"] for line in truth for c in line["candidates"] if c["decision"] == "keep")
+
+
+@pytest.mark.slow
+def test_prompts_repeat_as_in_real_channels(big) -> None:
+    """Almost every /imagine prompt is new; reruns (reroll button, pasted again), variations and
+    upscales repeat a job's prompt, so a prompt has about as many kept images as in JourneyDB
+    (2.7 per prompt), and near-duplicates are upscales of an image already posted."""
+    _config, messages, truth = big
+    fresh = [
+        line["prompt"]
+        for message, line in zip(messages, truth, strict=True)
+        if line["kind"] == "grid" and not line["image_conditioned"] and "message_reference" not in message
+    ]
+    assert len(set(fresh)) >= 0.85 * len(fresh)  # pasted reruns and a few short prompts recur
+    rerolls = [
+        (message, line)
+        for message, line in zip(messages, truth, strict=True)
+        if line["kind"] == "grid" and "message_reference" in message
+    ]
+    by_id = {message["id"]: line for message, line in zip(messages, truth, strict=True)}
+    assert rerolls and all(
+        by_id[m["message_reference"]["message_id"]]["prompt"] == line["prompt"] for m, line in rerolls
+    )
+    kept = _kept_prompts(truth)
+    assert 1.5 <= sum(kept.values()) / len(kept) <= 3.0
+    screened = Counter(c["decision"].split(":")[0] for line in truth for c in line["candidates"])
+    assert 0.08 <= screened["duplicate_of"] / (screened["duplicate_of"] + screened["keep"]) <= 0.2
+
+
+def test_the_demo_splits_20_to_1_within_its_noise() -> None:
+    """`midshard demo`'s traffic: validation images within two standard deviations of 1/21 of the
+    kept ones. Prompts fall into validation independently (p = 1/21) with all their images, so the
+    variance of the validation count is p(1-p) times the sum of squared images per prompt."""
+    defaults = {
+        name: inspect.signature(demo).parameters[name].default for name in ("seed", "channels", "messages")
+    }
+    kept = _kept_prompts(generate_truth(EmulatorConfig(**defaults)))
+    salt = Settings().split_salt
+    validation = sum(n for prompt, n in kept.items() if split_of(prompt, salt) == "validation")
+    total, p = sum(kept.values()), 1 / VALIDATION_MODULUS
+    sigma = math.sqrt(p * (1 - p) * sum(n * n for n in kept.values()))
+    assert 0 < validation < total
+    assert abs(validation - p * total) <= 2 * sigma, (validation, total, sigma)
+
+
+@pytest.mark.slow
 def test_prompts_look_real(big) -> None:
     _config, _messages, truth = big
     prompts = [line["prompt"] for line in truth if line["prompt"]]

@@ -1,16 +1,13 @@
 """The `midshard` command around the flows: settings precedence (file < MIDSHARD_* environment <
---set < flags), the token kept out of flags, clear exit-2 errors, and the README's two main jobs as
-real runs: `midshard demo` as a process (embedded Prefect API) and `midshard refresh --config`
-(the session's Prefect server)."""
+--set < flags), the token kept out of flags, clear exit-2 errors, and `midshard refresh --config` as
+a real run on the session's Prefect server (`midshard demo` as a process: test_flow_experience.py)."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
+import pytest
 from flows_kit import (
     TOKEN,
     PrefectServer,
@@ -24,9 +21,6 @@ from typer.testing import CliRunner
 
 from midshard.emulator import running_emulator
 from midshard.flows.cli import app
-
-MIDSHARD = [sys.executable, "-m", "midshard.flows.cli"]
-RUN_TIMEOUT = 600  # seconds: a bound for a hung process, not a speed target
 
 
 def invoke(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
@@ -83,38 +77,7 @@ def test_a_bad_setting_is_a_clear_error_with_exit_code_2(tmp_path: Path) -> None
     assert code == 2 and "grids" in output
 
 
-def test_demo_is_one_command_on_the_embedded_prefect_api(tmp_path: Path) -> None:
-    env = {name: value for name, value in os.environ.items() if not name.startswith("MIDSHARD_")}
-    env.pop("PREFECT_API_URL", None)  # no server: the flow starts Prefect's embedded API
-    env.pop("DISCORD_BOT_TOKEN", None)  # the demo needs none
-    env["PREFECT_HOME"] = str(tmp_path / "prefect-home")
-    env["MIDSHARD_CLEAN_WORKERS"] = "1"  # features in-process: the pool is the scrape fixture's
-    out = tmp_path / "demo"
-
-    done = subprocess.run(
-        [*MIDSHARD, "demo", "--messages", "30", "--channels", "1", "--out", str(out)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=RUN_TIMEOUT,
-    )
-
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "Prefect API: embedded" in done.stdout
-    funnel = {
-        cells[0]: int(cells[1])
-        for line in done.stdout.splitlines()
-        if len(cells := [c.strip() for c in line.strip("│┃ ").split("│")]) == 2 and cells[1].isdigit()
-    }
-    assert funnel["messages"] == 30
-    shards = sorted((out / "dataset").glob("*.tar"))
-    assert shards and funnel["in dataset: train"] + funnel.get("in dataset: validation", 0) == len(
-        kept_keys(out)
-    )
-    assert (out / "dataset" / "report.html").is_file()
-    assert f"report:  {out / 'dataset' / 'report.html'}" in done.stdout
-
-
+@pytest.mark.prefect
 def test_refresh_command_on_the_emulator(
     prefect_server: PrefectServer, bot_token: str, emulator_cache: Path, tmp_path: Path
 ) -> None:

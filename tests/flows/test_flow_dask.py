@@ -22,12 +22,15 @@ from flows_kit import (
 from midshard.emulator import running_emulator
 from midshard.flows.pipeline import rebuild, scrape
 
+pytestmark = pytest.mark.prefect
+
 
 @pytest.fixture
 def cluster() -> Iterator[LocalCluster]:
-    """An existing Dask scheduler (TCP), as a user's cluster would be; its worker runs in this
-    process (cheap to start; the LocalCluster of worker processes is the other test's)."""
-    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster:
+    """An existing Dask scheduler (TCP), as a user's cluster would be: two single-threaded worker
+    processes, which share nothing with this process but the data root (as machines share a
+    bucket or a network file system)."""
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
         yield cluster
 
 
@@ -73,8 +76,10 @@ def test_rebuild_on_an_existing_dask_scheduler_writes_the_threads_shards(
     )
 
     result = rebuild(settings, raw_root=str(raw))
+    assert len(cluster.scheduler_info["workers"]) == 2
 
-    assert (raw / "derived" / "features").is_dir()  # written by the Dask worker
+    assert (tmp_path / "dask" / "derived" / "features").is_dir()  # written by the Dask worker
+    assert sorted(p.name for p in raw.iterdir()) == ["raw"]  # the raw root is only read
     assert result.shards_written == scraped.result.shards_written
     assert result.dataset == scraped.result.dataset
     expected = samples_part(scraped.dataset)

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from uuid import UUID
 
+import pytest
 from flows_kit import (
     PREFECT,
     TOKEN,
@@ -30,6 +31,8 @@ from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 from prefect.client.schemas.objects import FlowRun
 
 from midshard.emulator import running_emulator
+
+pytestmark = pytest.mark.prefect
 
 REPO = Path(__file__).resolve().parents[2]
 PREFECT_YAML = REPO / "deploy" / "prefect.yaml"

@@ -6,9 +6,12 @@ from __future__ import annotations
 import asyncio
 import json
 
+import pytest
 from flows_kit import TOKEN, Scraped, kept_keys, rejected_decisions, truth_decisions
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+pytestmark = pytest.mark.prefect
 
 
 def test_scrape_reproduces_the_truth(scraped: Scraped) -> None:
@@ -27,29 +30,34 @@ async def _artifacts_and_parameters(scraped: Scraped) -> tuple[dict[str, object]
             flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[scraped.flow_run_id]))
         )
         flow_run = await client.read_flow_run(scraped.flow_run_id)
-    by_type = {artifact.type: artifact for artifact in artifacts}
-    assert len(by_type) == len(artifacts) == 3
-    return {kind: (a.key, a.data) for kind, a in by_type.items()}, json.dumps(flow_run.parameters)
+    by_key = {artifact.key: artifact for artifact in artifacts}
+    assert len(by_key) == len(artifacts) == 4
+    return {key: (a.type, a.data) for key, a in by_key.items()}, json.dumps(flow_run.parameters)
 
 
 def test_scrape_publishes_funnel_report_and_progress(scraped: Scraped) -> None:
     artifacts, parameters = asyncio.run(_artifacts_and_parameters(scraped))
 
-    key, table = artifacts["table"]
-    assert key == "midshard-scrape-funnel"
+    kind, table = artifacts["midshard-scrape-funnel"]
+    assert kind == "table"
     rows = json.loads(table) if isinstance(table, str) else table
     stages = {row["stage"]: row["count"] for row in rows}
     assert {s: stages[s] for s in scraped.result.funnel} == scraped.result.funnel
     assert stages["messages"] == len(scraped.truth)
     assert stages["in dataset: train"] + stages["in dataset: validation"] == len(kept_keys(scraped.root))
 
-    key, markdown = artifacts["markdown"]
-    assert key == "midshard-scrape-report"
+    kind, steps = artifacts["midshard-scrape-steps"]
+    steps = json.loads(steps) if isinstance(steps, str) else steps
+    assert kind == "table" and [row["step"] for row in steps] == list(scraped.result.steps)
+    assert steps[0]["seen"] == stages["candidates"] and all(row["seconds"] >= 0 for row in steps)
+
+    kind, markdown = artifacts["midshard-scrape-report"]
+    assert kind == "markdown"
     assert str(scraped.root / "dataset" / "report.html") in str(markdown)
     assert (scraped.root / "dataset" / "report.html").is_file()
 
-    key, progress = artifacts["progress"]
-    assert (key, float(progress)) == ("midshard-scrape", 100.0)
+    kind, progress = artifacts["midshard-scrape"]
+    assert (kind, float(progress)) == ("progress", 100.0)
 
     # the settings travelled as a flow parameter; the token did not
     assert scraped.settings.api_base in parameters

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import base64
 import os
+import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,7 +16,7 @@ import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
-from midshard.emulator.server import Emulator
+from midshard.emulator.running import Emulator
 from midshard.flows.prefect_env import DEFAULTS
 
 # Distinctive, and changed by URL and base64 encoding, so every form of it can be searched for.
@@ -118,6 +120,31 @@ def _reap_group(process: subprocess.Popen) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+MIDSHARD = [sys.executable, "-m", "midshard.flows.cli"]
+
+
+def _can_mount() -> bool:
+    if shutil.which("unshare") is None:
+        return False
+    probe = subprocess.run(
+        ["unshare", "--mount", "sh", "-c", "mount -t tmpfs -o size=4k tmpfs /mnt"],
+        capture_output=True,
+        check=False,
+    )
+    return probe.returncode == 0
+
+
+CAN_MOUNT = _can_mount()
+
+
+def midshard(args: list[str], env: dict[str, str], mount: str = "") -> subprocess.CompletedProcess:
+    """`midshard <args>`, inside a private mount namespace after the `mount` shell command if given."""
+    command = [*MIDSHARD, *args]
+    if mount:
+        command = ["unshare", "--mount", "sh", "-c", f"{mount} && exec {shlex.join(command)}"]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, check=False)
 
 
 def files_under(root: Path, *, skip_suffix: tuple[str, ...] = ()) -> dict[str, bytes]:

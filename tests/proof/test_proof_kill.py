@@ -18,7 +18,7 @@ from flows_kit import PrefectServer, emulator_config
 from proof_kit import TOKEN, Run, cli_env, files_under, leaks, run_cli, scrape_args
 
 from midshard.emulator import running_emulator
-from midshard.emulator.server import Emulator
+from midshard.emulator.running import Emulator
 
 pytestmark = pytest.mark.prefect
 

@@ -12,8 +12,10 @@ from writers_fixtures import Synthetic, make_dataset, snapshot, write
 from midshard.records import Rejection
 from midshard.settings import Settings
 from midshard.store import Store
+from midshard.writers.manifest import SettingsChangedError
 
 
+@pytest.mark.slow
 def test_two_rebuilds_are_byte_identical(tmp_path: Path, data: Synthetic, settings: Settings) -> None:
     write(tmp_path / "a", data, settings, kind="rebuild")
     shuffled = Synthetic(list(reversed(data.samples)), list(reversed(data.rejections)), data.images)
@@ -83,7 +85,7 @@ def test_rerunning_the_same_write_changes_nothing(written: Path, data: Synthetic
 def test_appending_with_another_salt_is_refused(written: Path, data: Synthetic, settings: Settings) -> None:
     other = settings.model_copy(update={"split_salt": "another-salt"})
     more = make_dataset(other.split_salt, 2, 1, first_message=1_400_000_000_000_000_000, rejections=0)
-    with pytest.raises(ValueError, match="split_salt"):
+    with pytest.raises(SettingsChangedError, match="split_salt"):
         write(written, more, other)
 
 

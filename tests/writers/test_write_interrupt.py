@@ -65,6 +65,7 @@ def test_exception_mid_shard_then_rerun(
     assert snapshot(tmp_path) == reference
 
 
+@pytest.mark.slow
 def test_sigkill_mid_shard_then_rerun(tmp_path: Path, data: Synthetic, settings: Settings, reference) -> None:
     script = textwrap.dedent(
         f"""

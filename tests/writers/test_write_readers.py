@@ -1,8 +1,9 @@
 """Real readers over a written dataset: webdataset, wids and Hugging Face `datasets`.
 
-The loading snippets are taken from docs/writing.md and executed as they are written there. The
+The loading snippets are taken from docs/writing.md and the README, and executed as they are
+written there. The
 fixture's first validation samples are PNG and later ones WebP/JPEG: the layout that loses images
-with HF's feature inference (pipeline_anchors §2.5).
+with HF's feature inference (docs/writing.md, PNG and WebP in one dataset).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from PIL import Image
 from writers_fixtures import Synthetic
 
 DOC = Path(__file__).parents[2] / "docs" / "writing.md"
+README = DOC.parents[1] / "README.md"
 
 
 def snippet(name: str) -> str:
@@ -116,3 +118,18 @@ def test_huggingface_loads_every_sample_and_field_of_both_splits(written: Path, 
         images = ds[split][0][want[0].format]
         assert images.size == (want[0].width, want[0].height)
         assert Image.open(io.BytesIO(data.read_image(want[0]))).size == images.size
+
+
+def test_the_readme_loading_block_reads_the_dataset(written: Path, data: Synthetic) -> None:
+    """The README's one Python block, run as written with `midshard-data` being the written root."""
+    blocks = re.findall(r"### Loading\n.*?```python\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
+    assert len(blocks) == 1, "README.md: one python block under '### Loading'"
+    namespace: dict = {}
+    exec(compile(blocks[0].replace("midshard-data", str(written)), "README.md:Loading", "exec"), namespace)
+    train, validation = expected(data, "train"), expected(data, "validation")
+    last = (namespace["key"], namespace["caption"])  # the stream was read to its end
+    assert last == (train[-1].key, train[-1].prompt)
+    assert namespace["image"].size == (train[-1].width, train[-1].height)
+    assert len(namespace["indexed"]) == len(train) and namespace["first"]["__key__"] == train[0].key
+    hf = namespace["hf"]
+    assert (hf["train"].num_rows, hf["validation"].num_rows) == (len(train), len(validation))

@@ -92,7 +92,12 @@ def test_report_without_thumbnail_access(tmp_path: Path, data: Synthetic, settin
 
     no_thumbs = settings.model_copy(update={"report_thumbnails": 0})
     write_dataset(
-        Store(str(tmp_path)), data.samples, data.rejections, data.read_image, no_thumbs, RunInfo("import")
+        Store(str(tmp_path)),
+        data.samples,
+        data.rejections,
+        data.read_image,
+        no_thumbs,
+        RunInfo("import", "import-run"),
     )
     page = parse(tmp_path)
     assert not page.images()

@@ -13,9 +13,11 @@ import pyarrow.parquet as pq
 import pytest
 from writers_fixtures import Synthetic, write
 
+from midshard.cleaners.pipeline import unsigned_url
 from midshard.settings import Settings
-from midshard.writers.schema import SAMPLE_FIELDS, SIDECAR_FIELDS, sample_record, unsigned_url
-from midshard.writers.shards import TAR_MTIME, Entry, plan_shards
+from midshard.store import Store
+from midshard.writers.schema import SAMPLE_FIELDS, SIDECAR_FIELDS, sample_record
+from midshard.writers.shards import TAR_MTIME, Entry, ShardStream
 
 
 def raw_headers(blob: bytes) -> list[tuple[str, bytes, int, int]]:
@@ -135,28 +137,51 @@ def test_sidecars_stats_sizes_and_wids_indexes_agree_with_the_tars(written: Path
                 assert hashlib.sha256(image).hexdigest() == row["sha256"]
 
 
-def test_plan_of_a_suffix_is_the_suffix_of_the_plan(data: Synthetic, settings: Settings) -> None:
+def _cut(entries: list[Entry], data: Synthetic, root: str) -> list[list[str]]:
+    """The keys of each shard a ShardStream (4 samples, 30 kB) writes for `entries`."""
+    shards: list[list[str]] = []
+    stream = ShardStream(Store(root), "train", 0, 4, 30_000, data.read_image, lambda w: shards.append(w.keys))
+    for entry in entries:
+        stream.add(entry)
+    stream.flush()
+    return shards
+
+
+def test_cutting_a_suffix_gives_the_suffix_of_the_shards(
+    data: Synthetic, settings: Settings, tmp_path
+) -> None:
     entries = [
         Entry.of(s, sample_record(s, settings.split_salt)) for s in sorted(data.samples, key=lambda s: s.key)
     ]
-    plan = plan_shards(entries, 4, 30_000)
-    assert len(plan) > 3
-    done = sum(len(shard) for shard in plan[:2])
-    assert plan_shards(entries[done:], 4, 30_000) == plan[2:]
+    shards = _cut(entries, data, str(tmp_path / "all"))
+    assert len(shards) > 3
+    done = sum(len(shard) for shard in shards[:2])
+    assert _cut(entries[done:], data, str(tmp_path / "rest")) == shards[2:]
 
 
-def test_wrong_image_bytes_fail_before_anything_is_visible(tmp_path: Path, data: Synthetic, settings) -> None:
+def test_a_changed_image_is_left_out_and_recorded(tmp_path: Path, data: Synthetic, settings) -> None:
     broken = Synthetic(data.samples, data.rejections, dict(data.images))
     target = sorted(data.samples, key=lambda s: s.key)[1]
-    broken.images[target.sha256] = broken.images[target.sha256][:-1] + b"\0"
-    with pytest.raises(ValueError, match="do not match"):
-        write(tmp_path, broken, settings)
-    assert not list((tmp_path / "dataset").glob("*.tar*"))
+    broken.images[target.sha256] = broken.images[target.sha256][:-1] + b"\0"  # same size, other bytes
+    summary = write(tmp_path, broken, settings)
+    assert summary.mismatched == (target,)
+    assert sum(summary.written.values()) == len(data.samples) - 1
+    tars = b"".join(path.read_bytes() for path in (tmp_path / "dataset").glob("*.tar"))
+    assert target.key.encode() not in tars
+    rejected = pq.read_table(tmp_path / "dataset/rejected/rejected-000000.parquet").to_pylist()
+    (row,) = [r for r in rejected if r["key"] == target.key]
+    assert (row["reason"], row["sha256"]) == ("media_mismatch", target.sha256)
 
 
 @pytest.mark.parametrize(
     "change",
-    [{"nsfw_score": None}, {"nsfw_score": float("nan")}, {"width": True}, {"key": "12.3"}, {"format": "bmp"}],
+    [
+        {"nsfw_score": float("nan")},
+        {"nsfw_score": "0.3"},
+        {"width": True},
+        {"key": "12.3"},
+        {"format": "bmp"},
+    ],
 )
 def test_a_record_breaking_the_type_rules_is_refused_before_writing(tmp_path, data, settings, change) -> None:
     bad = Synthetic([*data.samples[:3], replace(data.samples[3], **change)], [], data.images)

@@ -7,6 +7,7 @@ import random
 import unicodedata
 
 import pyarrow.parquet as pq
+import pytest
 from writers_fixtures import make_dataset, write
 
 from midshard.writers.split import VALIDATION_MODULUS, normalise_prompt, split_of
@@ -58,6 +59,7 @@ def test_written_splits_are_prompt_disjoint(written, settings) -> None:
     assert not by_split["train"] & by_split["validation"]
 
 
+@pytest.mark.slow
 def test_an_item_never_moves_when_data_is_appended(tmp_path, settings) -> None:
     first = make_dataset(settings.split_salt, train_prompts=5, validation_prompts=2)
     write(tmp_path, first, settings)

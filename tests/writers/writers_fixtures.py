@@ -2,7 +2,8 @@
 
 Prompts are picked so both splits get several prompts with several images each; inside each split
 the first five samples (by key) are PNG and later ones mix WebP and JPEG, which is exactly the
-layout that loses images with Hugging Face's feature inference (pipeline_anchors §2.5).
+layout that loses images with Hugging Face's feature inference (datasets' WebDataset builder infers
+the features from the first few samples: docs/writing.md).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from midshard.records import Rejection, Sample, candidate_key
 from midshard.settings import Settings
 from midshard.store import Store
 from midshard.writers.dataset import DatasetSummary, RunInfo, write_dataset
+from midshard.writers.manifest import run_id
 from midshard.writers.split import split_of
 
 CHANNEL = 1100000000000000001
@@ -172,14 +174,24 @@ FUNNEL = {"messages": 120, "candidates": 90, "downloaded": 80}
 def write(
     root: Path | str, data: Synthetic, settings: Settings, kind: str = "scrape", **kwargs
 ) -> DatasetSummary:
-    """write_dataset with the fixture's read functions and a RunInfo like a flow would pass."""
+    """write_dataset with the fixture's read functions and a RunInfo like a flow would pass (the
+    flows hand samples and rejections over in key order, and name a run by its inputs)."""
+    samples = sorted(data.samples, key=lambda s: s.key)
+    rejections = sorted(data.rejections, key=lambda r: r.key)
+    run = RunInfo(
+        kind,
+        run_id(kind, [item.key for item in (*samples, *rejections)]),
+        funnel=FUNNEL,
+        models={"nsfw": "open_nsfw test"},
+        sources=["1100000000000000001"],
+    )
     return write_dataset(
         Store(str(root)),
-        data.samples,
-        data.rejections,
+        samples,
+        rejections,
         data.read_image,
         settings,
-        RunInfo(kind, funnel=FUNNEL, models={"nsfw": "open_nsfw test"}, sources=["1100000000000000001"]),
+        run,
         read_rejected_image=data.read_rejected,
         **kwargs,
     )
