@@ -36,7 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import BENCH_TOKEN, MIB, TreeMemory, emit, emulator, linear_slope
 
+from midshard.cleaners.pipeline import Downloadable
 from midshard.collectors.collect import collect
 from midshard.settings import Settings
 
@@ -69,19 +70,11 @@ class _Direct:
     def __call__(self, *args: Any) -> Any:
         return self.fn(*args)
 
-    def map(self, *iterables: Any) -> _Done:
+    def map(self, *iterables: Any) -> list[Future]:
+        """Every call's future, all done (the stage then reads them with `as_completed`)."""
         count = min(len(it) for it in iterables if isinstance(it, list))
         with ThreadPoolExecutor(self.workers) as pool:  # unmapped(x)[i] is x, a list's [i] its item
-            futures = [pool.submit(self.fn, *(it[i] for it in iterables)) for i in range(count)]
-            return _Done([future.result() for future in futures])
-
-
-class _Done:
-    def __init__(self, values: list[Any]) -> None:
-        self.values = values
-
-    def result(self) -> list[Any]:
-        return self.values
+            return [pool.submit(self.fn, *(it[i] for it in iterables)) for i in range(count)]
 
 
 class _NoProgress:
@@ -106,6 +99,7 @@ def worker(mode: str, root: str, api_base: str, channels: list[int]) -> dict[str
         for name in ("history_task", "media_task", "features_task"):
             setattr(pipeline, name, _Direct(getattr(pipeline, name), THREADS))
         pipeline.Progress = _NoProgress
+        pipeline.as_completed = as_completed  # over the direct futures above
         pipeline.publish_funnel = pipeline.publish_report = pipeline.publish_steps = lambda *_args: None
         result = pipeline._run(settings, "scrape")
     seconds = time.perf_counter() - started
@@ -179,7 +173,8 @@ def main() -> None:
     with emulator(channels=CHANNELS, messages=messages_for(largest), **cache) as emu:
         started = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix="midshard-bench-e2e-warm-") as scratch:
-            collect(Settings(root=scratch, api_base=emu.api_base, channels=emu.channel_ids))
+            warm = Settings(root=scratch, api_base=emu.api_base, channels=emu.channel_ids)
+            collect(warm, select=Downloadable(warm))  # what the flow downloads: `--download filtered`
         warm_up = time.perf_counter() - started
         flow = measured_run("flow", emu.api_base, emu.channel_ids)
         direct = measured_run("direct", emu.api_base, emu.channel_ids)
