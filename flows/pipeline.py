@@ -308,6 +308,7 @@ def _finish(
         samples_written=summary.written,
         shards_written=len(summary.shards_written),
         rejections=rejections,
+        steps=report.steps,
         midshard=__version__,
     )
     run_log.append(root, record)

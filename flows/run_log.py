@@ -37,6 +37,7 @@ class RunRecord:
     samples_written: dict[str, int] = field(default_factory=dict)  # per split
     shards_written: int = 0
     rejections: dict[str, int] = field(default_factory=dict)  # new this run, by reason
+    steps: dict[str, dict[str, float]] = field(default_factory=dict)  # this run's seen, dropped, seconds
     midshard: str = ""  # version
 
     @property

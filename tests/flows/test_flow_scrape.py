@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 
 import pytest
 from flows_kit import TOKEN, Scraped, kept_keys, rejected_decisions, truth_decisions
@@ -62,3 +63,19 @@ def test_scrape_publishes_funnel_report_and_progress(scraped: Scraped) -> None:
     # the settings travelled as a flow parameter; the token did not
     assert scraped.settings.api_base in parameters
     assert TOKEN not in parameters
+
+
+def test_step_counts_reach_the_manifest_and_report_and_times_the_run_log(scraped: Scraped) -> None:
+    manifest = json.loads((scraped.root / "dataset" / "manifest.json").read_text())
+    steps = manifest["runs"][-1]["steps"]
+    assert [row["step"] for row in steps] == list(scraped.result.steps)
+    # no times in the dataset's files: a rebuild must give the same bytes
+    assert all(set(row) == {"step", "seen", "dropped"} for row in steps)
+    report = (scraped.root / "dataset" / "report.html").read_text()
+    table = report[report.index("<h3>Cleaning steps</h3>") : report.index("<h2>Split</h2>")]
+    row_pattern = r'<tr><td>(\w+)</td><td class="n">([\d,]+)</td><td class="n">([\d,]+)</td></tr>'
+    shown = re.findall(row_pattern, table)
+    assert shown == [(row["step"], f"{row['seen']:,}", f"{row['dropped']:,}") for row in steps]
+    (record,) = [json.loads(path.read_text()) for path in (scraped.root / "derived" / "runs").glob("*.json")]
+    assert record["steps"] == scraped.result.steps
+    assert all(row["seconds"] >= 0 for row in record["steps"].values())
