@@ -11,8 +11,10 @@ Everything a run decides is persisted by the stages themselves, so a killed run 
 
 from __future__ import annotations
 
+from midshard.allocator import limit_arenas
 from midshard.flows import prefect_env
 
+limit_arenas()  # before any thread starts: the flows' many threads would each keep an arena's memory
 prefect_env.configure()  # before Prefect reads its settings
 
 import errno  # noqa: E402
