@@ -65,7 +65,7 @@ def _print_summary(result: RunResult, console: Console) -> None:
         f"in {result.dataset_dir}",
         f"report:   {result.report}",
     ]
-    if "://" in result.dataset_dir:  # not on this machine's disk: the loaders take fsspec URLs
+    if "://" in result.dataset_dir:  # an fsspec URL, not a local path: see the loaders in docs/writing.md
         lines.append("load it:  see docs/writing.md (webdataset, wids, Hugging Face datasets)")
     else:
         lines.append(f"load it:  {load_line(result.dataset_dir)}")

@@ -46,6 +46,7 @@ def write_report(
     page = render(
         "report.html.j2",
         manifest=manifest,
+        steps=_latest(manifest["runs"]).get("steps", []),
         figures=figures,
         splits=SPLITS,
         human_bytes=human_bytes,
@@ -90,10 +91,15 @@ def _show(value: object) -> str:
     return str(value)
 
 
+def _latest(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The latest run's entry: its funnel and step counts cover every candidate decided so far, once
+    (earlier runs' are what the dataset held then, not parts to add up)."""
+    return runs[-1] if runs else {}
+
+
 def _funnel(runs: list[dict[str, Any]]) -> list[tuple[str, int]]:
-    """The current dataset's funnel: the latest run's, which counts every candidate decided so far
-    once (earlier runs' funnels are what the dataset held then, not parts to add up)."""
-    return [(step["stage"], step["count"]) for step in runs[-1]["funnel"]] if runs else []
+    """The current dataset's funnel."""
+    return [(step["stage"], step["count"]) for step in _latest(runs).get("funnel", [])]
 
 
 def _kept_thumbnails(store: Store, state: DatasetState, settings: Settings) -> Iterator[tuple[dict, str]]:
