@@ -227,6 +227,15 @@ class DecisionStore:
         parents = table.column("parent_id").fill_null(0).to_numpy()[first]
         return LineageColumns(ids, conditioned.astype(bool), parents.astype(np.uint64))
 
+    def duplicates(self) -> dict[str, str]:
+        """Each live `duplicate_of` drop: its key -> the kept key it duplicates (only these rows)."""
+        prefix = f"{Reason.DUPLICATE.value}:"
+        found: dict[str, str] = {}
+        for table in self.live(["decision"]):
+            hits = table.filter(pc.starts_with(table.column("decision"), prefix)).to_pydict()
+            found.update(zip(hits["key"], (d.removeprefix(prefix) for d in hits["decision"]), strict=True))
+        return found
+
     def kept_hashes(self) -> KeptHashes:
         keys, phash, dhash = [], [], []
         for table in self.live(["decision", "phash", "dhash"]):

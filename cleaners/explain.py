@@ -25,11 +25,19 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from midshard.cleaners.conditioning import Inheritance, Lineage
-from midshard.cleaners.grids import tile_boxes
+from midshard.cleaners.grids import tile_size
 from midshard.cleaners.images import resolution_decision
 from midshard.cleaners.parse import MalformedMessageError, parse_message
 from midshard.cleaners.registry import build
-from midshard.cleaners.steps import Candidate, Needs, Pending, Pipeline, candidates_of
+from midshard.cleaners.steps import (
+    BEFORE_MEDIA,
+    EVERYTHING,
+    Candidate,
+    Needs,
+    Pending,
+    Pipeline,
+    candidates_of,
+)
 from midshard.records import Decision, Kind, ParsedMessage, Reason, drop
 from midshard.settings import Settings
 
@@ -39,8 +47,6 @@ if TYPE_CHECKING:
 
 OUTPUT_FIELDS = ("id", "kind", "image_conditioned", "prompt", "params", "image_urls", "decision")
 MESSAGE_ONLY = "message_only"
-BEFORE_FEATURES = Needs.MESSAGE | Needs.STORED
-EVERYTHING = BEFORE_FEATURES | Needs.FEATURES | Needs.KEPT_INDEX
 
 
 def explain_lines(
@@ -109,10 +115,7 @@ def declared_resolution(c: Candidate, settings: Settings) -> Decision:
     a = c.attachment
     if a is None or not a.width or not a.height:
         return Decision()
-    width, height = a.width, a.height
-    if c.tile:
-        left, upper, right, lower = tile_boxes(width, height)[c.tile - 1]
-        width, height = right - left, lower - upper
+    width, height = tile_size(a.width, a.height, c.tile)
     decision = resolution_decision(width, height, settings.min_pixels, settings.min_side)
     return decision if decision.kept else drop(Reason.TOO_SMALL, MESSAGE_ONLY)
 
@@ -162,6 +165,7 @@ class MediaContext:
         self._starts = [first for first, *_ in batches]
         self._lineage: dict[int, Lineage] = {}
         self._read: set[str] = set()
+        self._attachments: dict[str, dict[int, AttachmentResult]] = {}  # per batch, read once
 
     def _batches_holding(self, message_id: int) -> list[tuple[int, str]]:
         """(channel, batch path) of the batches whose id range holds `message_id`."""
@@ -187,7 +191,7 @@ class MediaContext:
         if stored is None:
             return
         pending.candidate = replace(pending.candidate, stored=stored)
-        pipeline.advance([pending], BEFORE_FEATURES)
+        pipeline.advance([pending], BEFORE_MEDIA)
         key = (pending.candidate.sha256, pending.candidate.tile)
         features = None if pending.decided else self.feature_store.get([key]).get(key)
         if features is not None:
@@ -198,7 +202,9 @@ class MediaContext:
         """The attachment index's entry for the candidate's attachment, or None if it has none."""
         assert candidate.attachment is not None
         for channel, path in self._batches_holding(candidate.message.id):
-            found = (self.raw.batch_attachment_results(channel, path) or {}).get(candidate.attachment.id)
+            if path not in self._attachments:
+                self._attachments[path] = self.raw.batch_attachment_results(channel, path) or {}
+            found = self._attachments[path].get(candidate.attachment.id)
             if found is not None:
                 return found
         return None
@@ -209,11 +215,12 @@ class PersistedVerdicts:
 
     def __init__(self, decisions: DecisionStore) -> None:
         self.decisions = decisions
+        self._duplicates: dict[str, str] | None = None  # key -> the kept key it duplicates
 
     def run(self, keys: list[str], phash: np.ndarray, dhash: np.ndarray) -> list[str | None]:
-        known = self.decisions.previous(keys)
-        verdicts = (Decision.parse(known[key].decision) if key in known else Decision() for key in keys)
-        return [d.detail if d.reason is Reason.DUPLICATE else None for d in verdicts]
+        if self._duplicates is None:  # read once, on the first candidate that reaches dedup
+            self._duplicates = self.decisions.duplicates()
+        return [self._duplicates.get(key) for key in keys]
 
 
 def _parse_quietly(message: Any, settings: Settings, channel_id: int) -> ParsedMessage | None:

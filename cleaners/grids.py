@@ -48,6 +48,14 @@ def tile_boxes(width: int, height: int) -> list[tuple[int, int, int, int]]:
     ]
 
 
+def tile_size(width: int, height: int, tile: int) -> tuple[int, int]:
+    """(width, height) of tile `tile` of an image of this size (tile 0: the whole image)."""
+    if tile == 0:
+        return width, height
+    left, upper, right, lower = tile_boxes(width, height)[tile - 1]
+    return right - left, lower - upper
+
+
 def crop_tile(image: Image.Image, tile: int) -> Image.Image:
     """Tile `tile` of a decoded image (tile 0: the image itself)."""
     if tile == 0:

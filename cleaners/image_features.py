@@ -28,7 +28,7 @@ import numpy as np
 import pyspng
 from PIL import Image
 
-from midshard.cleaners.grids import TILE_ENCODER, crop_tile, encode_tile, tile_boxes
+from midshard.cleaners.grids import TILE_ENCODER, crop_tile, encode_tile, tile_size
 from midshard.cleaners.images import read_header, resolution_decision, source_decision
 from midshard.cleaners.nsfw import NsfwScorer
 from midshard.records import Decision, Reason
@@ -178,13 +178,6 @@ def score_batches(features: list[Features], prepared: list[np.ndarray], scorer: 
         else f
         for f in features
     ]
-
-
-def tile_size(width: int, height: int, tile: int) -> tuple[int, int]:
-    if tile == 0:
-        return width, height
-    left, upper, right, lower = tile_boxes(width, height)[tile - 1]
-    return right - left, lower - upper
 
 
 def hashes(image: Image.Image) -> tuple[int, int]:

@@ -33,7 +33,15 @@ from midshard.cleaners.decisions import DecisionStore, PartInfo, Verdict
 from midshard.cleaners.dedup import NearDuplicate, NearDuplicateFilter
 from midshard.cleaners.parse import MalformedMessageError, parse_message
 from midshard.cleaners.registry import STEPS, build
-from midshard.cleaners.steps import Candidate, Needs, Pending, Pipeline, candidates_of
+from midshard.cleaners.steps import (
+    BEFORE_MEDIA,
+    EVERYTHING,
+    Candidate,
+    Needs,
+    Pending,
+    Pipeline,
+    candidates_of,
+)
 from midshard.raw_store import AttachmentResult, RawStore
 from midshard.records import Kind, ParsedMessage, Reason, Rejection, Sample
 from midshard.schema import rejection_row, sample_row
@@ -47,8 +55,6 @@ log = logging.getLogger("midshard.clean")
 
 CHUNK_MESSAGES = 8192
 SIGNATURE_PARAMS = frozenset({"ex", "is", "hm"})
-BEFORE_MEDIA = Needs.MESSAGE | Needs.STORED
-EVERYTHING = BEFORE_MEDIA | Needs.FEATURES | Needs.KEPT_INDEX
 _SCREENED_AT = STEPS.index(NearDuplicate)  # a candidate that reached dedup passed every step before it
 
 Key = tuple[str, int]  # (sha256, tile): what features are computed for

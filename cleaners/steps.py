@@ -38,6 +38,10 @@ class Needs(Flag):
     KEPT_INDEX = auto()  # the hashes of everything screened and kept so far (dedup)
 
 
+BEFORE_MEDIA = Needs.MESSAGE | Needs.STORED  # what a candidate has before its image is examined
+EVERYTHING = BEFORE_MEDIA | Needs.FEATURES | Needs.KEPT_INDEX
+
+
 @dataclass(frozen=True, slots=True)
 class Candidate:
     """One attachment (or grid tile) of one message, with what is known about it so far."""
