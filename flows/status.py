@@ -89,6 +89,7 @@ def read_status(root: str) -> Status:
     steps = decisions.steps()
     stored = steps["stored"]["seen"] - steps["stored"]["dropped"] if "stored" in steps else 0
     lock = holder(root)
+    manifest = previous_manifest(store)
     return Status(
         root=root,
         held_by=None if lock is None else str(lock),
@@ -96,8 +97,8 @@ def read_status(root: str) -> Status:
         images_stored=stored,
         downloads_failed={k.removeprefix(_FAILED): n for k, n in funnel.items() if k.startswith(_FAILED)},
         decisions=funnel,
-        dataset=_dataset(store),
-        runs=_runs(store),
+        dataset=_dataset(store, manifest),
+        runs=_runs(store, manifest),
     )
 
 
@@ -125,8 +126,7 @@ def _channels(raw: RawStore, decisions: DecisionStore) -> list[Channel]:
     return channels
 
 
-def _dataset(store: Store) -> dict[str, Any] | None:
-    manifest = previous_manifest(store)
+def _dataset(store: Store, manifest: dict[str, Any]) -> dict[str, Any] | None:
     if not manifest:
         return None
     counts = manifest["counts"]
@@ -140,12 +140,12 @@ def _dataset(store: Store) -> dict[str, Any] | None:
     }
 
 
-def _runs(store: Store) -> list[Run]:
+def _runs(store: Store, manifest: dict[str, Any]) -> list[Run]:
     """The last runs: the manifest's, with times from the run log, and logged runs that wrote
     nothing to the dataset (so the manifest does not list them)."""
     logged = {record.run_id: record for record in run_log.recent(store, RUNS_SHOWN * 4)}
     runs = []
-    for entry in previous_manifest(store).get("runs", [])[-RUNS_SHOWN:]:
+    for entry in manifest.get("runs", [])[-RUNS_SHOWN:]:
         record = logged.pop(entry["id"], None)
         runs.append(
             Run(
