@@ -37,7 +37,6 @@ import argparse
 import asyncio
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -48,7 +47,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import BENCH_TOKEN, EmulatorProcess, emit, emulator
+from _common import BENCH_TOKEN, EmulatorProcess, children_cpu, emit, emulator
 
 from midshard.cleaners.pipeline import Downloadable
 from midshard.collectors.collect import collect_histories
@@ -157,9 +156,9 @@ def run_img2dataset(url_file: Path, processes: int, threads: int, raw_bytes: boo
         if raw_bytes:
             args.append("--disable_all_reencoding=True")
         env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1"}
-        started, cpu = time.perf_counter(), _children_cpu()
+        started, cpu = time.perf_counter(), children_cpu()
         subprocess.run(args, check=True, capture_output=True, env=env)
-        wall, cpu = time.perf_counter() - started, _children_cpu() - cpu
+        wall, cpu = time.perf_counter() - started, children_cpu() - cpu
         shards = [json.loads(p.read_text()) for p in sorted(out.glob("*_stats.json"))]
     successes = sum(s["successes"] for s in shards)
     span = max(s["end_time"] for s in shards) - min(s["start_time"] for s in shards)
@@ -173,12 +172,6 @@ def run_img2dataset(url_file: Path, processes: int, threads: int, raw_bytes: boo
         "subprocess_wall_s": round(wall, 2),
         "cpu_ms_per_image": round(cpu * 1000 / successes, 2),
     }
-
-
-def _children_cpu() -> float:
-    """CPU seconds of the finished child processes so far (user + system)."""
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
 
 
 def best(runs: list[dict[str, Any]]) -> dict[str, Any]:

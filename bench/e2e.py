@@ -31,7 +31,6 @@ import argparse
 import json
 import math
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -42,7 +41,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import BENCH_TOKEN, MIB, TreeMemory, emit, emulator, linear_slope
+from _common import BENCH_TOKEN, MIB, TreeMemory, children_cpu, emit, emulator, linear_slope
 
 from midshard.cleaners.pipeline import Downloadable
 from midshard.collectors.collect import collect
@@ -107,24 +106,17 @@ def worker(mode: str, root: str, api_base: str, channels: list[int]) -> dict[str
 
 
 # -- the parent ------------------------------------------------------------------------------------
-def _children_cpu() -> float:
-    """CPU seconds (user + system) of every finished descendant: a run's whole process tree once it
-    has been waited for (its decoding pool and Prefect's API server are reaped inside it)."""
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
 def measured_run(mode: str, api_base: str, channels: list[int]) -> dict[str, Any]:
     """One run in a fresh process and data root; its in-process time, wall and peak tree RSS."""
     with tempfile.TemporaryDirectory(prefix=f"midshard-bench-e2e-{mode}-") as scratch:
         out = Path(scratch) / "result.json"
         args = [sys.executable, __file__, "--worker", mode, "--root", f"{scratch}/data"]
         args += ["--api-base", api_base, "--out", str(out), "--channels", *map(str, channels)]
-        started, cpu_before = time.perf_counter(), _children_cpu()
+        started, cpu_before = time.perf_counter(), children_cpu()
         process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         with TreeMemory(process.pid) as memory:
             _, errors = process.communicate()
-        wall, cpu = time.perf_counter() - started, _children_cpu() - cpu_before
+        wall, cpu = time.perf_counter() - started, children_cpu() - cpu_before
         if process.returncode != 0:
             raise RuntimeError(f"{mode} run failed:\n{errors[-3000:]}")
         result = json.loads(out.read_text())

@@ -85,17 +85,19 @@ class RejectedStream:
         """Raises ValueError on a decision that is not a known drop reason."""
         self._rows.append(_row(rejection, self.run))
         if len(self._rows) >= self._BATCH or self._held + len(self._rows) >= ROWS_PER_FILE:
-            self._batches.append(pa.RecordBatch.from_pylist(self._rows, schema=REJECTED_SCHEMA))
-            self._held += len(self._rows)
-            self._rows = []
+            self._seal()
         if self._held >= ROWS_PER_FILE:
             self.flush()
 
-    def flush(self) -> None:
+    def _seal(self) -> None:
+        """The rows added since the last call become one Arrow batch."""
         if self._rows:
             self._batches.append(pa.RecordBatch.from_pylist(self._rows, schema=REJECTED_SCHEMA))
             self._held += len(self._rows)
             self._rows = []
+
+    def flush(self) -> None:
+        self._seal()
         if not self._held:
             return
         table = pa.Table.from_batches(self._batches, schema=REJECTED_SCHEMA).combine_chunks()

@@ -73,24 +73,6 @@ class WrittenShard:
         return [entry.key for entry in self.entries]
 
 
-def plan_shards(entries: Sequence[Entry], max_count: int, max_bytes: int) -> list[list[Entry]]:
-    """Cut key-sorted entries into shards with webdataset ShardWriter's rule: a new shard starts
-    before a sample once the current one holds `max_count` samples or `max_bytes` payload bytes.
-
-    The rule is greedy from the front, so the plan of a suffix equals the suffix of the plan: after
-    an interrupted write, the samples still missing are cut exactly as the first attempt cut them.
-    """
-    shards: list[list[Entry]] = []
-    size = 0
-    for entry in entries:
-        if not shards or len(shards[-1]) >= max_count or size >= max_bytes:
-            shards.append([])
-            size = 0
-        shards[-1].append(entry)
-        size += entry.payload_size
-    return shards
-
-
 class _Md5Writer:
     """A write-only file wrapper that hashes and counts what passes through (for the wids index)."""
 
