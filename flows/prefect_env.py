@@ -9,6 +9,12 @@ is unbounded. Users can override every value from their environment; nothing her
 Prefect's console lines are quiet by default (warnings and errors only): a run shows midshard's
 progress instead. Only the console handler is quieted, so the Prefect UI still gets every line;
 `--verbose` brings them back to the terminal (it wins over a level set in the environment).
+
+The embedded server, a subprocess each run starts and stops, writes to the same terminal; by default
+it shows only critical lines. Stopping it can cancel its task-run recorder in the middle of a
+periodic flush, which it logs as an error with a traceback although the batch goes back on its
+queue and the recorder's final flush writes it (`prefect/server/services/task_run_recorder.py`).
+`--verbose` shows the server's warnings and errors again (Prefect's default level).
 """
 
 from __future__ import annotations
@@ -29,6 +35,8 @@ DEFAULTS = {
 }
 # Prefect's logging.yml handler `console` (any item of it can be set by PREFECT_LOGGING_<PATH>).
 CONSOLE_LEVEL = "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL"
+# The level of the `prefect.server` logger, in the embedded server's process as in this one.
+SERVER_LEVEL = "PREFECT_SERVER_LOGGING_LEVEL"
 
 
 def configure(verbose: bool = False) -> str:
@@ -37,7 +45,9 @@ def configure(verbose: bool = False) -> str:
         os.environ.setdefault(name, value)
     if verbose:  # asked for on this command line: wins over a level inherited from the environment
         os.environ[CONSOLE_LEVEL] = "NOTSET"
+        os.environ[SERVER_LEVEL] = "WARNING"
     os.environ.setdefault(CONSOLE_LEVEL, "WARNING")
+    os.environ.setdefault(SERVER_LEVEL, "CRITICAL")
     os.environ.setdefault("PREFECT_HOME", str(Path.home() / ".midshard" / "prefect"))
     Path(os.environ["PREFECT_HOME"]).expanduser().mkdir(parents=True, exist_ok=True)  # Prefect won't
     api_url = os.environ.get("PREFECT_API_URL", "")

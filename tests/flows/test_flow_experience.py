@@ -129,6 +129,26 @@ def test_verbose_brings_prefects_console_lines_back_beside_the_plain_progress(tm
     assert "Traceback" not in done.stderr
 
 
+SERVER_LEVEL_PROBE = """
+import sys
+from midshard.flows import prefect_env
+prefect_env.configure(verbose=sys.argv[1] == "verbose")
+from prefect.settings import get_current_settings
+print(get_current_settings().server.logging_level)
+"""
+
+
+@pytest.mark.parametrize(("mode", "level"), [("quiet", "CRITICAL"), ("verbose", "WARNING")])
+def test_the_embedded_servers_lines_are_quiet_unless_verbose(mode: str, level: str) -> None:
+    """The embedded server logs a task-run flush cancelled by its own orderly stop as an error with a
+    traceback; it starts from this process's settings, so its level is set here."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_SERVER_LOGGING")}
+    probe = subprocess.run(
+        [sys.executable, "-c", SERVER_LEVEL_PROBE, mode], env=env, capture_output=True, text=True, check=True
+    )
+    assert probe.stdout.split() == [level]
+
+
 @pytest.mark.prefect
 def test_after_a_run_the_new_samples_rejections_totals_report_and_load_line(demo: Demo) -> None:
     lines = {line.split(":")[0]: line for line in demo.stdout.splitlines() if ":  " in line or ": " in line}
