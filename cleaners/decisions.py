@@ -199,15 +199,9 @@ class DecisionStore:
     def live(self, columns: Sequence[str], parts: Sequence[str] | None = None) -> Iterator[pa.Table]:
         """Per part (oldest first), its live rows (these columns, `key` first), sorted by key."""
         every = self.parts()
-        chosen = every if parts is None else parts
-        later: dict[str, pa.Array] = self._superseding_keys(every)
-        names = ["key", *(c for c in columns if c != "key")]
-        for part in chosen:
-            table = self._read(part, names)
-            newer = later.get(part)
-            if newer is not None and len(newer):
-                table = table.filter(pc.invert(pc.is_in(table.column("key"), value_set=newer)))
-            yield table
+        later = self._superseding_keys(every)
+        for part in every if parts is None else parts:
+            yield self._live_part(part, columns, later)
 
     def table(self, columns: Sequence[str]) -> pa.Table:
         """Every live row (these columns, `key` first): for small roots, `status` and tests."""
@@ -254,7 +248,9 @@ class DecisionStore:
         found: dict[str, Verdict] = {}
         if not len(wanted):
             return found
-        for table in self.live(["decision", "step"]):
+        lo, hi = wanted[0].as_py(), wanted[-1].as_py()
+        overlapping = [p for p in self.parts() if (k := self.info(p).keys) and k[0] <= hi and k[1] >= lo]
+        for table in self.live(["decision", "step"], overlapping):
             hits = table.filter(pc.is_in(table.column("key"), value_set=wanted)).to_pydict()
             for key, decision, step in zip(hits["key"], hits["decision"], hits["step"], strict=True):
                 found[key] = Verdict(decision, step or "")
@@ -273,18 +269,21 @@ class DecisionStore:
         """Parts one after the other where their key ranges do not overlap (a run's chunks never
         do), merged where they do: one part's rows are held at a time, not the whole run's."""
         ranged = sorted((self.info(p).keys, p) for p in parts if self.info(p).keys is not None)
+        later = self._superseding_keys(self.parts())
         group: list[str] = []
         last = ""
         for (first, end), part in ranged:
             if group and first > last:
-                yield from heapq.merge(*(self._stream(p, kept=kept) for p in group), key=lambda r: r.key)
+                yield from heapq.merge(*(self._stream(p, later, kept) for p in group), key=lambda r: r.key)
                 group = []
             group.append(part)
             last = max(last, end)
-        yield from heapq.merge(*(self._stream(p, kept=kept) for p in group), key=lambda r: r.key)
+        yield from heapq.merge(*(self._stream(p, later, kept) for p in group), key=lambda r: r.key)
 
-    def _stream(self, part: str, *, kept: bool) -> Iterator[Sample] | Iterator[Rejection]:
-        (table,) = self.live(DECISION_SCHEMA.names, [part])
+    def _stream(
+        self, part: str, later: dict[str, pa.Array], kept: bool
+    ) -> Iterator[Sample] | Iterator[Rejection]:
+        table = self._live_part(part, DECISION_SCHEMA.names, later)
         is_kept = pc.equal(table.column("decision"), "keep")
         table = table.filter(is_kept if kept else pc.invert(is_kept))
         convert = row_sample if kept else row_rejection
@@ -292,6 +291,14 @@ class DecisionStore:
             yield from (convert(row) for row in batch.to_pylist())
 
     # -- reading ---------------------------------------------------------------------------------
+    def _live_part(self, part: str, columns: Sequence[str], later: dict[str, pa.Array]) -> pa.Table:
+        """One part's live rows (these columns, `key` first): less the keys `later` parts decided again."""
+        table = self._read(part, ["key", *(c for c in columns if c != "key")])
+        newer = later.get(part)
+        if newer is not None and len(newer):
+            table = table.filter(pc.invert(pc.is_in(table.column("key"), value_set=newer)))
+        return table
+
     def _read(self, part: str, columns: Sequence[str]) -> pa.Table:
         with self.store.open_read(part) as handle:
             return pq.read_table(handle, columns=list(columns))

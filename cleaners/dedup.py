@@ -103,10 +103,6 @@ class NearDuplicateFilter:
     def kept_keys(self) -> list[str]:
         return [key.decode() for key in self._keys.tolist()]
 
-    def largest_buckets(self) -> list[int]:
-        """Largest bucket per MIH table of the current index (a hot bucket means quadratic cost)."""
-        return self._index.largest_buckets() if self._index is not None else []
-
     def run(self, keys: list[str], phash: np.ndarray, dhash: np.ndarray) -> list[str | None]:
         """For each candidate (aligned with `keys`): the kept key it duplicates, or None (then kept)."""
         if not len(keys) == len(phash) == len(dhash):

@@ -45,7 +45,6 @@ if TYPE_CHECKING:
     from midshard.cleaners.decisions import DecisionStore
     from midshard.raw_store import AttachmentResult
 
-OUTPUT_FIELDS = ("id", "kind", "image_conditioned", "prompt", "params", "image_urls", "decision")
 MESSAGE_ONLY = "message_only"
 
 

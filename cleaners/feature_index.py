@@ -105,7 +105,7 @@ class FeatureIndex:
         """Persist `features` as one new part and add them to the index."""
         table = pa.Table.from_pylist([dataclasses.asdict(f) for f in features], schema=SCHEMA)
         with self.lock:
-            name = f"{FEATURES_DIR}/part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
+            name = _part_name()
             with store.open_write(name) as handle:
                 pq.write_table(table, handle)
             self.seen.add(name)
@@ -150,7 +150,7 @@ class FeatureIndex:
     def _compact(self, store: Store, parts: list[str]) -> None:
         """Replace the parts just read by one part of their latest live rows."""
         self.main, self.recent = self.main.plus(self.recent), _Rows.empty()
-        name = f"{FEATURES_DIR}/part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
+        name = _part_name()
         with store.open_write(name) as handle:
             pq.write_table(self.main.live_table(), handle)
         self.seen.add(name)
@@ -172,8 +172,11 @@ class _Rows:
     @classmethod
     def of(cls, table: pa.Table) -> _Rows:
         """From rows in SCHEMA, oldest first: the last row of each key wins."""
-        keys = _keys_of(table)
-        values = table.drop_columns(["sha256", "tile"]).cast(_VALUES)
+        return cls.latest(_keys_of(table), table.drop_columns(["sha256", "tile"]).cast(_VALUES))
+
+    @classmethod
+    def latest(cls, keys: np.ndarray, values: pa.Table) -> _Rows:
+        """Rows oldest first, sorted by key with the last row of each key kept."""
         order = key_order(keys)
         ordered = keys[order]
         last = np.append(ordered[1:] != ordered[:-1], True)  # the last of each run of equal keys
@@ -185,12 +188,8 @@ class _Rows:
     def plus(self, newer: _Rows) -> _Rows:
         if not len(self):
             return newer
-        keys = np.concatenate([self.keys, newer.keys])
-        order = key_order(keys)
-        ordered = keys[order]
-        last = np.append(ordered[1:] != ordered[:-1], True)
         values = pa.concat_tables([self.values, newer.values]).combine_chunks()
-        return _Rows(ordered[last], values.take(pa.array(order[last])))
+        return _Rows.latest(np.concatenate([self.keys, newer.keys]), values)
 
     def find(self, wanted: np.ndarray) -> np.ndarray:
         """Row of each wanted key, or -1."""
@@ -208,6 +207,11 @@ class _Rows:
         table = table.add_column(1, "tile", pa.array((keys[:, 64] - ord("0")).astype(np.int8)))
         live = pc.not_equal(table.column("decision").cast(pa.string()), _TOMBSTONE)
         return table.filter(live).cast(SCHEMA)
+
+
+def _part_name() -> str:
+    """A new part's path: named in time order, unique across processes."""
+    return f"{FEATURES_DIR}/part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
 
 
 def _encode(keys: list[Key]) -> np.ndarray:

@@ -3,12 +3,14 @@
 The features are facts about the bytes (`cleaners.image_features`: file size, header format, size
 and frames, what examining them found, the hashes and the NSFW score) computed once per image and
 cached; these steps apply the settings' rules to them, so changing a rule re-judges cached images
-without decoding them again. Dedup, `near_duplicate`, is `cleaners.dedup.NearDuplicate`.
+without decoding them again. The header rules (`pixel_limit`, `single_frame`, `resolution`) are
+`Rules.header_decision`, applied once where features are computed and again to every cached entry
+read under the current settings (`FeatureStore`), so their steps read the recorded outcome like the
+other checks of the bytes. Dedup, `near_duplicate`, is `cleaners.dedup.NearDuplicate`.
 """
 
 from __future__ import annotations
 
-from midshard.cleaners.images import resolution_decision
 from midshard.cleaners.nsfw import nsfw_decision
 from midshard.cleaners.steps import Candidate, Needs, Step
 from midshard.records import KEEP, Decision, Reason, drop
@@ -57,41 +59,23 @@ class KnownFormat(_Found):
     name, reasons = "known_format", (Reason.NOT_AN_IMAGE,)
 
 
-class PixelLimit(Step):
+class PixelLimit(_Found):
     """More header pixels than `max_image_pixels`: a decompression bomb, never decoded."""
 
-    name, reasons, needs = "pixel_limit", (Reason.DECOMPRESSION_BOMB,), Needs.FEATURES
-
-    def __call__(self, c: Candidate) -> Decision:
-        f = c.features
-        assert f is not None
-        too_many = f.source_pixels > self.settings.max_image_pixels
-        bomb = _outcome(c) == Reason.DECOMPRESSION_BOMB or too_many
-        return drop(Reason.DECOMPRESSION_BOMB) if bomb else KEEP
+    name, reasons = "pixel_limit", (Reason.DECOMPRESSION_BOMB,)
 
 
-class SingleFrame(Step):
+class SingleFrame(_Found):
     """Animations (more than one frame) are not still images."""
 
-    name, reasons, needs = "single_frame", (Reason.ANIMATED_IMAGE,), Needs.FEATURES
-
-    def __call__(self, c: Candidate) -> Decision:
-        assert c.features is not None
-        return drop(Reason.ANIMATED_IMAGE) if c.features.frames > 1 else KEEP
+    name, reasons = "single_frame", (Reason.ANIMATED_IMAGE,)
 
 
-class Resolution(Step):
+class Resolution(_Found):
     """Area >= `min_pixels` (JourneyDB's "at least 1024x1024"), or short side >= `min_side` when set,
     on the size the header declares (a tile's own size for tiles)."""
 
-    name, reasons, needs = "resolution", (Reason.TOO_SMALL,), Needs.FEATURES
-
-    def __call__(self, c: Candidate) -> Decision:
-        f = c.features
-        assert f is not None
-        if not f.format:  # no header was read: `Decodes` has the reason
-            return KEEP
-        return resolution_decision(f.width, f.height, self.settings.min_pixels, self.settings.min_side)
+    name, reasons = "resolution", (Reason.TOO_SMALL,)
 
 
 class Decodes(Step):

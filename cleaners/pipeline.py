@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import heapq
 import itertools
-import logging
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -29,7 +28,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import numpy as np
 
 from midshard.cleaners.conditioning import Inheritance, Lineage
-from midshard.cleaners.decisions import DecisionStore, PartInfo, Verdict
+from midshard.cleaners.decisions import DecisionStore, LineageColumns, PartInfo, Verdict
 from midshard.cleaners.dedup import NearDuplicate, NearDuplicateFilter
 from midshard.cleaners.parse import MalformedMessageError, parse_message
 from midshard.cleaners.registry import STEPS, build
@@ -49,15 +48,11 @@ from midshard.settings import Settings
 from midshard.store import Store
 
 if TYPE_CHECKING:
-    from midshard.cleaners.features import Features
-
-log = logging.getLogger("midshard.clean")
+    from midshard.cleaners.features import Features, Key
 
 CHUNK_MESSAGES = 8192
 SIGNATURE_PARAMS = frozenset({"ex", "is", "hm"})
 _SCREENED_AT = STEPS.index(NearDuplicate)  # a candidate that reached dedup passed every step before it
-
-Key = tuple[str, int]  # (sha256, tile): what features are computed for
 
 
 @dataclass(slots=True)
@@ -112,7 +107,7 @@ class Cleaner:
         self.kept = NearDuplicateFilter(settings, decisions.kept_hashes())
         self.pipeline = Pipeline(build(settings, self.kept))
         self.report = CleanReport()
-        self._run_lineage: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self._run_lineage: list[LineageColumns] = []
 
     # -- planning -------------------------------------------------------------------------------
     def chunks(self) -> Iterator[Chunk]:
@@ -175,19 +170,17 @@ class Cleaner:
         """A message's own conditioning and parent: this chunk, this run, then the history."""
         if message_id in chunk.own:
             return chunk.own[message_id]
-        for ids, conditioned, parents in reversed(self._run_lineage):
-            at = int(np.searchsorted(ids, np.uint64(message_id)))
-            if at < len(ids) and int(ids[at]) == message_id:
-                return Lineage(bool(conditioned[at]), int(parents[at]) or None)
-        found = self.history.get(message_id)
-        return None if found is None else Lineage(*found)
+        for columns in (*reversed(self._run_lineage), self.history):
+            if (found := columns.get(message_id)) is not None:
+                return Lineage(*found)
+        return None
 
     def _remember(self, chunk: Chunk) -> None:
         ids = np.fromiter(chunk.own, np.uint64, len(chunk.own))
         conditioned = np.fromiter((v.conditioned for v in chunk.own.values()), bool, len(chunk.own))
         parents = np.fromiter((v.parent_id or 0 for v in chunk.own.values()), np.uint64, len(chunk.own))
         order = np.argsort(ids)
-        self._run_lineage.append((ids[order], conditioned[order], parents[order]))
+        self._run_lineage.append(LineageColumns(ids[order], conditioned[order], parents[order]))
 
     # -- deciding -------------------------------------------------------------------------------
     def decide(self, chunk: Chunk, features: dict[Key, Features]) -> str | None:

@@ -35,7 +35,7 @@ from prefect.states import State  # noqa: E402
 
 from midshard import __version__, progress  # noqa: E402
 from midshard.cleaners.decisions import DecisionStore  # noqa: E402
-from midshard.cleaners.features import Features, FeatureStore, feature_workers  # noqa: E402
+from midshard.cleaners.features import Features, FeatureStore, Key, feature_workers  # noqa: E402
 from midshard.cleaners.grids import MediaReader  # noqa: E402
 from midshard.cleaners.pipeline import Cleaner, CleanReport, Downloadable  # noqa: E402
 from midshard.collectors.collect import CollectStats, collect_histories, collect_media  # noqa: E402
@@ -60,7 +60,6 @@ for _name in ("discord.state", "discord.client"):
     logging.getLogger(_name).setLevel(logging.ERROR)
 T = TypeVar("T")
 MEDIA_BATCHES_PER_TASK = 10  # message batches (of <= 100 messages) per download task
-Key = tuple[str, int]
 # Disk errors a retry cannot fix (connection resets and timeouts are OSErrors too, and worth a retry).
 PERMANENT_OS_ERRORS = frozenset(
     {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EISDIR}
