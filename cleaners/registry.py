@@ -80,8 +80,14 @@ def funnel_key(decision: str) -> str:
     return decision if code == Reason.DOWNLOAD_FAILED else code
 
 
+_RANK = {code: n for n, code in enumerate(FUNNEL_ORDER)}
+
+
+def funnel_rank(key: str) -> tuple[int, str]:
+    """Sort key of a `funnel_key` (or a bare reason code): step order, `keep` last."""
+    return _RANK[key.split(":")[0]], key
+
+
 def in_funnel_order(counts: dict[str, int]) -> dict[str, int]:
     """Counts keyed by `funnel_key`, non-zero ones only, in step order, `keep` last."""
-    order = {code: n for n, code in enumerate(FUNNEL_ORDER)}
-    ranked = sorted((k for k, n in counts.items() if n), key=lambda k: (order[k.split(":")[0]], k))
-    return {k: counts[k] for k in ranked}
+    return {k: counts[k] for k in sorted((k for k, n in counts.items() if n), key=funnel_rank)}

@@ -275,12 +275,6 @@ def _write(
     return summary, dict(rejections)
 
 
-def location(store: Store, rel: str) -> str:
-    """Where a file of the data root is, as a user would open it (a path, or a URL off the disk)."""
-    path = store.path(rel)
-    return path if store.local else store.fs.unstrip_protocol(path)
-
-
 def _finish(
     settings: Settings,
     run: _Run,
@@ -292,7 +286,7 @@ def _finish(
     summary, rejections = written
     root = Store(settings.root)
     stages = DecisionStore(root).stages()
-    where = location(root, REPORT)
+    where = root.location(REPORT)
     publish_funnel(run.key, stages, summary.samples)
     publish_steps(run.key, report.steps)
     lines = [f"{split}: {n} samples" for split, n in summary.samples.items()]
@@ -325,7 +319,7 @@ def _finish(
         written=summary.written,
         rejections=rejections,
         rejected=summary.rejected,
-        dataset_dir=location(root, DATASET),
+        dataset_dir=root.location(DATASET),
     )
 
 

@@ -131,7 +131,7 @@ def _dataset(store: Store, manifest: dict[str, Any]) -> dict[str, Any] | None:
         return None
     counts = manifest["counts"]
     return {
-        "path": store.path(DATASET) if store.local else store.fs.unstrip_protocol(store.path(DATASET)),
+        "path": store.location(DATASET),
         "samples": {split: counts["samples"].get(split, 0) for split in SPLITS},
         "shards": {split: counts["shards"].get(split, 0) for split in SPLITS},
         "train_to_validation": counts["train_to_validation"],

@@ -36,6 +36,11 @@ class Store:
     def path(self, rel: str) -> str:
         return posixpath.join(self.root, rel) if rel else self.root
 
+    def location(self, rel: str) -> str:
+        """Where a file of the root is, as a user would open it (a path, or a URL off the disk)."""
+        path = self.path(rel)
+        return path if self.local else self.fs.unstrip_protocol(path)
+
     def exists(self, rel: str) -> bool:
         return self.fs.exists(self.path(rel))
 

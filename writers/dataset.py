@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from midshard import progress as live  # the live display (`progress` below: this call's counts)
-from midshard.errors import MediaMismatchError
 from midshard.killpoints import kill_point
 from midshard.records import Reason, Rejection, Sample
 from midshard.schema import PROVENANCE
@@ -74,7 +73,7 @@ class _Progress:
     seen: int = 0
     skipped: int = 0
     shards: list[ShardId] = field(default_factory=list)
-    mismatched: list[tuple[Sample, MediaMismatchError]] = field(default_factory=list)
+    mismatched: list[Sample] = field(default_factory=list)
 
 
 def write_dataset(
@@ -128,7 +127,7 @@ def write_dataset(
     live.finish("shards")
     live.start("report")
 
-    mismatched = [mismatch_rejection(sample) for sample, _ in progress.mismatched]
+    mismatched = [mismatch_rejection(sample) for sample in progress.mismatched]
     rejected, rejections_seen = RejectedStream(store, run.id), _Progress()
     for batch in _new(_merged(rejections, mismatched), before.recorded_among, rejections_seen):
         for rejection in batch:
@@ -137,7 +136,7 @@ def write_dataset(
     kill_point("rejected_written")
     live.report("report", rejections=rejected.written)
 
-    after = dataset_state.load(store)
+    after = dataset_state.load(store, rejected=False)  # the tally and report ask about kept keys only
     figures = tally(store, after)
     runs = previous_runs(store)
     if progress.seen or rejections_seen.seen:  # a run with no input leaves the history as it is
@@ -169,7 +168,7 @@ def write_dataset(
         samples=figures.samples,
         rejected=sum(figures.rejected.values()),
         files=(SIZES, *indexes, MANIFEST, CARD, REPORT),
-        mismatched=tuple(sample for sample, _ in progress.mismatched),
+        mismatched=tuple(progress.mismatched),
     )
 
 

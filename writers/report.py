@@ -15,7 +15,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from midshard.cleaners.registry import FUNNEL_ORDER
+from midshard.cleaners.registry import funnel_rank
 from midshard.records import Reason, Rejection
 from midshard.settings import Settings
 from midshard.store import Store
@@ -106,10 +106,11 @@ def _kept_thumbnails(store: Store, state: DatasetState, settings: Settings) -> I
     """A stable pseudo-random pick of kept samples (`pick_order` of their keys), read from the tars."""
     shards = [s for split in SPLITS for s in state.shards[split]]
     wanted = 4 * settings.report_thumbnails  # first_thumbnails tries at most 4x the number shown
+    starts = itertools.accumulate((stats.count for stats in shards), initial=0)  # state.kept: shard by shard
     orders = (
         (pick_order(key), number, row)
-        for number, stats in enumerate(shards)
-        for row, key in enumerate(read_table(store, stats.shard.sidecar, ["key"]).column("key").to_pylist())
+        for number, (start, stats) in enumerate(zip(starts, shards, strict=False))
+        for row, key in enumerate(state.kept.slice(start, stats.count).to_pylist())
     )
     picked = heapq.nsmallest(wanted, orders)
     by_shard: dict[int, list[int]] = defaultdict(list)
@@ -164,8 +165,7 @@ def _dropped_thumbnails(
             rows = _take(table, [n for _, n in ranked])
             found = [(order, row) for (order, _), row in zip(ranked, rows, strict=True)]
             best[reason] = heapq.nsmallest(4 * limit, best[reason] + found, key=lambda pair: pair[0])
-    order = {code: n for n, code in enumerate(FUNNEL_ORDER)}
-    queues = [[row for _, row in best[reason]] for reason in sorted(best, key=order.__getitem__)]
+    queues = [[row for _, row in best[reason]] for reason in sorted(best, key=funnel_rank)]
     interleaved = (row for group in itertools.zip_longest(*queues) for row in group if row is not None)
 
     def reader(row: dict) -> Callable[[], bytes | None]:

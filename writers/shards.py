@@ -66,7 +66,7 @@ class WrittenShard:
     filesize: int
     md5sum: str
     image_offsets: dict[str, int]  # key -> byte offset of the image data in the tar
-    mismatched: tuple[tuple[Sample, MediaMismatchError], ...] = ()  # left out: their image changed
+    mismatched: tuple[Sample, ...] = ()  # left out: their image changed (the error is logged)
 
     @property
     def keys(self) -> list[str]:
@@ -100,7 +100,7 @@ def write_shard(
                     image = _verified_image(entry.sample, read_image)
                 except MediaMismatchError as error:
                     log.warning("left out of %s: sample %s: %s", shard.tar_name, entry.key, error)
-                    mismatched.append((entry.sample, error))
+                    mismatched.append(entry.sample)
                     continue
                 tar.write(
                     {

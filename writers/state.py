@@ -87,14 +87,15 @@ def complete_shards(store: Store) -> dict[str, list[ShardStats]]:
     return shards
 
 
-def load(store: Store) -> DatasetState:
-    """The complete shards and the keys written so far (call `recover` first)."""
+def load(store: Store, *, rejected: bool = True) -> DatasetState:
+    """The complete shards and the keys written so far (call `recover` first); `rejected=False`
+    leaves rejected/'s keys unread (empty) for a caller that asks only about kept samples."""
     shards = complete_shards(store)
     kept = [
         read_table(store, s.shard.sidecar, ["key"]).column("key") for split in SPLITS for s in shards[split]
     ]
-    rejected = [table.column("key") for table in read_rejected(store, ["key"])]
-    return DatasetState(shards, _keys(kept), _keys(rejected))
+    dropped = [table.column("key") for table in read_rejected(store, ["key"])] if rejected else []
+    return DatasetState(shards, _keys(kept), _keys(dropped))
 
 
 def _keys(columns: list[pa.ChunkedArray]) -> pa.Array:

@@ -27,7 +27,7 @@ from midshard.writers.state import DatasetState
 MEGAPIXEL_EDGES = [0, 1, 1.5, 2, 3, 4, 6, 9, 16, math.inf]
 ASPECT_EDGES = [0, 0.5, 2 / 3, 0.8, 0.95, 1.05, 1.25, 1.5, 2, math.inf]
 NSFW_BINS = 20
-_COLUMNS = ["split", "caption", "width", "height", "mj_version", "image_format", "nsfw_score"]
+_COLUMNS = ["caption", "width", "height", "mj_version", "image_format", "nsfw_score"]
 _COLUMNS += ["nsfw_scorer", "phash_impl"]
 
 
