@@ -125,14 +125,15 @@ def _import_messages(raw: RawStore, export: DceExport, stats: CollectStats) -> N
     channel_id = export.channel_id
     raw.sweep_temp(channel_id)
     raw.write_export_header(export.sha256, export.header)
-    cursor = raw.cursor(channel_id)
+    cursor = raw.sync_cursor(channel_id)
     new = [m for m in export.messages if int(m["id"]) > cursor]
     stats.already_stored += len(export.messages) - len(new)
     for start in range(0, len(new), PAGE_SIZE):
         chunk = new[start : start + PAGE_SIZE]
         raw.write_message_batch(channel_id, chunk)
-        raw.set_cursor(channel_id, int(chunk[-1]["id"]))
         stats.on_batch(channel_id, len(chunk))
+    if new:  # once per export: the batch names are what counts (`RawStore.cursor`), as for history
+        raw.set_cursor(channel_id, int(new[-1]["id"]))
 
 
 def _media_batches(raw: RawStore, export: DceExport) -> list[str]:

@@ -75,9 +75,9 @@ class CdnRoutes:
         state.counters["cdn.served"] += 1
         state.counters["cdn.bytes"] += len(body)
         response = web.Response(status=status, body=body, headers=headers)
-        if (plan.reset or plan.truncate) and len(body) > 1 and request.method == "GET":
+        if (plan.reset or plan.truncate) and len(body) > 1:
             return await broken_body(request, response, plan)
-        if plan.dribble and request.method == "GET":
+        if plan.dribble:
             return await dribble(request, response)
         return response
 

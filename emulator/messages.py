@@ -28,8 +28,6 @@ from midshard.emulator.world import MIDJOURNEY, Stream, User, World
 
 Json = dict[str, Any]
 
-PERMISSIONS_EVERYONE = "1071698660929"
-
 
 def user_json(user: User) -> Json:
     data: Json = {

@@ -50,14 +50,13 @@ def _small_files(message: Message) -> Message:
         if media is attachment.media:
             attachments.append(attachment)
             continue
-        honest = attachment.content_type == attachment.media.content_type  # keep a lie as it is
         stem = attachment.filename.rsplit(".", 1)[0]
         attachments.append(
             dataclasses.replace(
                 attachment,
                 filename=f"{stem}.{media.fmt}",
                 media=media,
-                content_type=media.content_type if honest else attachment.content_type,
+                content_type=media.content_type,  # no file that lies about its type is converted
             )
         )
     return dataclasses.replace(message, attachments=tuple(attachments))
